@@ -1,0 +1,203 @@
+"""Option dataclasses: the one place each default is defined.
+
+Field names equal the command-line option names (with ``_`` for ``-``), so a config file,
+a sweep space and ``config.json`` all use the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnntool.errors import ConfigError
+
+AUGMENT_PRESETS = {
+    "none": {},
+    "light": {"crop_pad": 2, "hflip": True},
+    "standard": {"crop_pad": 4, "hflip": True, "color_jitter": 0.2, "cutout": 8},
+    "strong": {"rrc": 0.35, "hflip": True, "rotate": 15.0, "color_jitter": 0.3, "cutout": 12, "blur": 0.5},
+    "digits": {"crop_pad": 2, "rotate": 10.0},
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    img_size: int | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    workers: int = 2
+    # augmentations (applied to whole training batches)
+    augment: str | None = None
+    crop_pad: int = 0
+    hflip: bool = False
+    rotate: float = 0.0
+    color_jitter: float = 0.0
+    rrc: float = 0.0
+    cutout: int = 0
+    blur: float = 0.0
+    noise: float = 0.0
+
+    def validate(self) -> None:
+        _check(0.0 <= self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "must be in [0, 1)")
+        _check(0.0 < self.test_fraction < 1.0, "--test-fraction", self.test_fraction, "must be in (0, 1)")
+        _check(self.img_size is None or self.img_size >= 1, "--img-size", self.img_size, "must be >= 1")
+        _check(self.workers >= 0, "--workers", self.workers, "must be >= 0")
+        _check(self.augment is None or self.augment in AUGMENT_PRESETS, "--augment", self.augment,
+               f"must be one of {', '.join(AUGMENT_PRESETS)}")
+        _check(self.crop_pad >= 0, "--crop-pad", self.crop_pad, "must be >= 0")
+        _check(self.rotate >= 0, "--rotate", self.rotate, "must be >= 0 degrees")
+        _check(self.color_jitter >= 0, "--color-jitter", self.color_jitter, "must be >= 0")
+        _check(0.0 <= self.rrc < 1.0, "--rrc", self.rrc, "is the smallest area fraction, in [0, 1)")
+        _check(self.cutout >= 0, "--cutout", self.cutout, "must be >= 0")
+        _check(0.0 <= self.blur <= 1.0, "--blur", self.blur, "is a probability, in [0, 1]")
+        _check(0.0 <= self.noise < 1.0, "--noise", self.noise, "is a probability, in [0, 1)")
+
+    def augmentations(self) -> dict[str, Any]:
+        """The resolved augmentation options: the preset, overridden by explicit flags."""
+        ops = dict(AUGMENT_PRESETS.get(self.augment or "none", {}))
+        defaults = DataConfig()
+        for key in ("crop_pad", "hflip", "rotate", "color_jitter", "rrc", "cutout", "blur", "noise"):
+            value = getattr(self, key)
+            if value != getattr(defaults, key):
+                ops[key] = value
+        return {k: v for k, v in ops.items() if v}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = "simplecnn"
+    bn: bool = False
+    dropout: float = 0.0
+    bias: bool = True
+    activation: str = "relu"
+    filters: str | None = None
+    kernels: str | None = None
+    dense: int | None = None
+    conv_impl: str = "torch"
+
+    def validate(self) -> None:
+        _check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "must be in [0, 1)")
+        _check(self.dense is None or self.dense >= 1, "--dense", self.dense, "must be >= 1")
+        _check(self.conv_impl in ("torch", "numba"), "--conv-impl", self.conv_impl, "must be torch or numba")
+
+    def builder_kwargs(self) -> dict[str, Any]:
+        """Options handed to the model builder (everything but the name and the conv implementation)."""
+        d = dataclasses.asdict(self)
+        d.pop("model")
+        d.pop("conv_impl")
+        return d
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    scheduler: str = "onecycle"
+    warmup_epochs: float = 0.0
+    step_size: int = 0
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    seed: int = 0
+    eval_every: int = 0
+    monitor: str = "val_acc"
+    patience: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "--epochs", self.epochs, "must be >= 1")
+        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "must be >= 1")
+        _check(self.optimizer in ("sgd", "adam", "adamw"), "--optimizer", self.optimizer, "must be sgd, adam or adamw")
+        _check(self.lr > 0, "--lr", self.lr, "must be > 0")
+        _check(self.weight_decay >= 0, "--weight-decay", self.weight_decay, "must be >= 0")
+        _check(0 <= self.momentum < 1, "--momentum", self.momentum, "must be in [0, 1)")
+        _check(self.scheduler in ("none", "cosine", "step", "onecycle"), "--scheduler", self.scheduler,
+               "must be none, cosine, step or onecycle")
+        _check(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "--warmup-epochs",
+               self.warmup_epochs, f"must be in [0, --epochs={self.epochs})")
+        _check(self.step_size >= 0, "--step-size", self.step_size, "must be >= 0")
+        _check(0 < self.gamma <= 1, "--gamma", self.gamma, "must be in (0, 1]")
+        _check(0 <= self.label_smoothing < 1, "--label-smoothing", self.label_smoothing, "must be in [0, 1)")
+        _check(self.grad_clip >= 0, "--grad-clip", self.grad_clip, "must be >= 0")
+        _check(self.eval_every >= 0, "--eval-every", self.eval_every, "must be >= 0 steps")
+        _check(self.monitor in ("val_acc", "val_loss"), "--monitor", self.monitor, "must be val_acc or val_loss")
+        _check(self.patience >= 0, "--patience", self.patience, "must be >= 0")
+        _check(self.threads is None or self.threads >= 1, "--threads", self.threads, "must be >= 1")
+        _check(self.amp in ("none", "bf16", "fp16"), "--amp", self.amp, "must be none, bf16 or fp16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `cnntool train` needs: where the run goes plus the three option groups."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runs_root: str = "runs"
+    name: str | None = None
+    out: str | None = None
+    resume: str | None = None
+
+    def validate(self) -> None:
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return cls(
+            data=_build(DataConfig, d.get("data", {})),
+            model=_build(ModelConfig, d.get("model", {})),
+            train=_build(TrainConfig, d.get("train", {})),
+            **{k: d[k] for k in ("runs_root", "name", "out", "resume") if k in d},
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """All options in one flat mapping of option name -> value (for tables and legends)."""
+        out: dict[str, Any] = {}
+        for group in (self.data, self.model, self.train):
+            out.update(dataclasses.asdict(group))
+        return out
+
+
+OPTION_GROUPS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def split_flat(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Sort a flat ``{option: value}`` mapping into the three groups; unknown names are an error."""
+    groups: dict[str, dict[str, Any]] = {k: {} for k in OPTION_GROUPS}
+    names = {f.name: g for g, cls in OPTION_GROUPS.items() for f in dataclasses.fields(cls)}
+    for key, value in options.items():
+        norm = key.replace("-", "_")
+        if norm not in names:
+            raise ConfigError(f"unknown option {key!r}")
+        groups[names[norm]][norm] = value
+    return groups
+
+
+def _build(cls, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
+    return cls(**values)
+
+
+def _check(ok: bool, option: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{option} {value!r} {why}")

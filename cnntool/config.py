@@ -29,6 +29,7 @@ class DataConfig:
     img_size: int | None = None
     val_fraction: float = 0.2
     test_fraction: float = 0.2
+    split_seed: int = 0  # fixed apart from --seed, so runs under several seeds share one test set
     workers: int = 2
     # augmentations (applied to whole training batches)
     augment: str | None = None
@@ -42,7 +43,7 @@ class DataConfig:
     noise: float = 0.0
 
     def validate(self) -> None:
-        _check(0.0 <= self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "must be in [0, 1)")
+        _check(0.0 < self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "must be in (0, 1)")
         _check(0.0 < self.test_fraction < 1.0, "--test-fraction", self.test_fraction, "must be in (0, 1)")
         _check(self.img_size is None or self.img_size >= 1, "--img-size", self.img_size, "must be >= 1")
         _check(self.workers >= 0, "--workers", self.workers, "must be >= 0")
@@ -70,7 +71,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = "simplecnn"
-    bn: bool = False
+    bn: bool | None = None  # None: the model's own default (BatchNorm on for resnet18, off elsewhere)
     dropout: float = 0.0
     bias: bool = True
     activation: str = "relu"
@@ -166,6 +167,15 @@ class RunConfig:
             train=_build(TrainConfig, d.get("train", {})),
             **{k: d[k] for k in ("runs_root", "name", "out", "resume") if k in d},
         )
+
+    @classmethod
+    def from_flat(cls, options: dict[str, Any], **where: Any) -> RunConfig:
+        """From a flat ``{option: value}`` mapping (config.json "options", a config file); unknown keys
+        that belong to other commands (finetune) are ignored here."""
+        names = {f.name for c in OPTION_GROUPS.values() for f in dataclasses.fields(c)}
+        groups = split_flat({k: v for k, v in options.items() if k.replace("-", "_") in names})
+        return cls(data=DataConfig(**groups["data"]), model=ModelConfig(**groups["model"]),
+                   train=TrainConfig(**groups["train"]), **where)
 
     def flat(self) -> dict[str, Any]:
         """All options in one flat mapping of option name -> value (for tables and legends)."""

@@ -1,0 +1,137 @@
+"""Augmentations applied to whole batches (N, C, H, W) of floats in [0, 1], as airbench does.
+
+One call per batch instead of one PIL transform per sample is what keeps the data path off the
+critical path on a small CPU. Every op takes an explicit torch.Generator so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+OPS = ("crop_pad", "hflip", "rotate", "rrc", "color_jitter", "blur", "noise", "cutout")
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=g).to(device) * (hi - lo) + lo
+
+
+def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``pad`` and take a random crop of the original size (torchvision RandomCrop(padding=pad))."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    bidx = torch.arange(n, device=x.device)[:, None, None, None]
+    cidx = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[bidx, cidx, rows, cols]
+
+
+def hflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    mask = (torch.rand(x.shape[0], generator=g) < p).to(x.device)[:, None, None, None]
+    return torch.where(mask, x.flip(3), x)
+
+
+def affine(x: torch.Tensor, g: torch.Generator, rotate: float = 0.0, rrc: float = 0.0) -> torch.Tensor:
+    """Random rotation (degrees) and random resized crop (smallest area fraction ``rrc``) in one resample."""
+    n = x.shape[0]
+    dev = x.device
+    angle = _uniform(n, -rotate, rotate, g, dev) * (math.pi / 180.0) if rotate else torch.zeros(n, device=dev)
+    if rrc:
+        area = _uniform(n, rrc, 1.0, g, dev)
+        log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), g, dev)
+        ratio = torch.exp(log_ratio)
+        sw = torch.sqrt(area * ratio).clamp(max=1.0)
+        sh = torch.sqrt(area / ratio).clamp(max=1.0)
+        tx = (_uniform(n, -1.0, 1.0, g, dev)) * (1 - sw)
+        ty = (_uniform(n, -1.0, 1.0, g, dev)) * (1 - sh)
+    else:
+        sw = sh = torch.ones(n, device=dev)
+        tx = ty = torch.zeros(n, device=dev)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([
+        torch.stack([sw * cos, -sh * sin, tx], 1),
+        torch.stack([sw * sin, sh * cos, ty], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def color_jitter(x: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast and (RGB) saturation, each a factor in [1 - s, 1 + s]."""
+    n = x.shape[0]
+    dev = x.device
+    lo = max(0.0, 1 - strength)
+
+    def factor():
+        return _uniform(n, lo, 1 + strength, g, dev)[:, None, None, None]
+
+    x = x * factor()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * factor() + mean
+    if x.shape[1] == 3:
+        gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = (x - gray) * factor() + gray
+    return x.clamp(0.0, 1.0)
+
+
+def gaussian_blur(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """With probability p per image, a Gaussian blur (sigma in [0.1, 2], one sigma per batch)."""
+    mask = (torch.rand(x.shape[0], generator=g) < p).to(x.device)
+    if not bool(mask.any()):
+        return x
+    sigma = float(_uniform(1, 0.1, 2.0, g, "cpu"))
+    radius = max(1, min(int(3 * sigma + 0.5), (min(x.shape[-2:]) - 1) // 2 or 1))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    blurred = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+                       groups=c)
+    blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"),
+                       k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return torch.where(mask[:, None, None, None], blurred, x)
+
+
+def salt_and_pepper(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Each pixel becomes black or white with probability p (the same for all its channels)."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 1, h, w, generator=g).to(x.device)
+    x = torch.where(u < p / 2, torch.zeros_like(x), x)
+    return torch.where((u >= p / 2) & (u < p), torch.ones_like(x), x)
+
+
+def cutout(x: torch.Tensor, size: int, g: torch.Generator, fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Blank one size×size square per image (centre uniform over the image, clipped at borders)."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n,), generator=g).to(x.device)[:, None, None]
+    cx = torch.randint(0, w, (n,), generator=g).to(x.device)[:, None, None]
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    half = size // 2
+    box = (ys >= cy - half) & (ys < cy - half + size) & (xs >= cx - half) & (xs < cx - half + size)
+    return torch.where(box[:, None], torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
+
+
+def apply(x: torch.Tensor, ops: dict[str, Any], g: torch.Generator) -> torch.Tensor:
+    """Apply the configured ops in a fixed order: geometry, colour, blur, noise, cutout."""
+    if ops.get("crop_pad"):
+        x = random_crop(x, int(ops["crop_pad"]), g)
+    if ops.get("hflip"):
+        x = hflip(x, g)
+    if ops.get("rotate") or ops.get("rrc"):
+        x = affine(x, g, rotate=float(ops.get("rotate", 0.0)), rrc=float(ops.get("rrc", 0.0)))
+    if ops.get("color_jitter"):
+        x = color_jitter(x, float(ops["color_jitter"]), g)
+    if ops.get("blur"):
+        x = gaussian_blur(x, float(ops["blur"]), g)
+    if ops.get("noise"):
+        x = salt_and_pepper(x, float(ops["noise"]), g)
+    if ops.get("cutout"):
+        x = cutout(x, int(ops["cutout"]), g, fill=0.5)
+    return x

@@ -1,0 +1,112 @@
+"""Image-file preprocessing shared by every path: numpy and Pillow only (predict must not import torch).
+
+The torch side (training, eval) decodes and resizes with these same functions and only normalises
+in torch, so a file gives the same numbers whichever path reads it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from cnntool.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+_INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                  "lanczos": Image.LANCZOS, "box": Image.BOX}
+# A truncated file is an error, never silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def is_image_file(path: str | Path) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def open_image(path: str | Path, in_channels: int, draft_size: int | None = None) -> Image.Image:
+    """Decode an image file to mode 'L' (1 channel) or 'RGB' (3 channels).
+
+    Palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are all converted.
+    Any decoding problem becomes a DataError naming the file.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if draft_size and im.format == "JPEG":
+                    im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
+                im.load()
+                return to_mode(im, in_channels)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image (unrecognised file format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        reason = str(e).strip() or type(e).__name__
+        if "truncated" in reason.lower():
+            reason = "truncated or corrupt image data"
+        raise DataError(f"{path}: cannot decode image ({reason})") from None
+
+
+def to_mode(im: Image.Image, in_channels: int) -> Image.Image:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba).convert("RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    target = "L" if in_channels == 1 else "RGB"
+    return im if im.mode == target else im.convert(target)
+
+
+def resize_for_model(im: Image.Image, input_size: Sequence[int], crop_pct: float = 1.0,
+                     interpolation: str = "bilinear") -> Image.Image:
+    """Resize (and centre-crop) to ``input_size`` = [height, width].
+
+    crop_pct 1.0 resizes straight to the input size; below 1.0 the shorter side is resized to
+    input/crop_pct and the centre crop taken (the ImageNet-style 256 -> 224).
+    """
+    h, w = int(input_size[0]), int(input_size[1])
+    resample = _INTERPOLATION.get(interpolation)
+    if resample is None:
+        raise DataError(f"unknown interpolation {interpolation!r}")
+    if crop_pct >= 1.0:
+        return im if im.size == (w, h) else im.resize((w, h), resample)
+    scale = max(h, w) / crop_pct / min(im.size)
+    new_size = (max(w, round(im.size[0] * scale)), max(h, round(im.size[1] * scale)))
+    im = im.resize(new_size, resample)
+    left = (new_size[0] - w) // 2
+    top = (new_size[1] - h) // 2
+    return im.crop((left, top, left + w, top + h))
+
+
+def to_chw_uint8(im: Image.Image) -> np.ndarray:
+    arr = np.asarray(im, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return np.ascontiguousarray(arr)
+
+
+def load_for_model(path: str | Path, in_channels: int, input_size: Sequence[int], crop_pct: float = 1.0,
+                   interpolation: str = "bilinear") -> np.ndarray:
+    """File -> uint8 array (C, H, W) at the model's input size (full decode: no JPEG draft mode,
+    which would change the pixels)."""
+    im = open_image(path, in_channels)
+    return to_chw_uint8(resize_for_model(im, input_size, crop_pct, interpolation))
+
+
+def normalize(batch_uint8: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (N, C, H, W) -> float32 normalised, same operation order as the torch version."""
+    x = batch_uint8.astype(np.float32) / np.float32(255.0)
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return (x - m) / s

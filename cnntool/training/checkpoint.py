@@ -1,0 +1,105 @@
+"""Checkpoints: tensors and JSON-able values only, written atomically, read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnntool.errors import CheckpointError
+from cnntool.spec import ModelSpec
+
+FORMAT = "cnntool-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else "unsupported content"
+        raise CheckpointError(f"refusing to load {path}: it needs arbitrary unpickling ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a cnntool checkpoint (holds a {type(obj).__name__})")
+    return obj
+
+
+def resolve_checkpoint(target: str | Path, which: str = "best") -> Path:
+    """A run directory (its best.pt, else last.pt) or a checkpoint file."""
+    p = Path(target)
+    if p.is_dir():
+        for name in (f"{which}.pt", "best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{p}: run directory has no best.pt or last.pt")
+    if p.is_file():
+        return p
+    raise CheckpointError(f"{p}: no such run directory or checkpoint")
+
+
+def spec_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelSpec:
+    if ckpt.get("format") != FORMAT or "spec" not in ckpt:
+        raise CheckpointError(f"{path}: not a cnntool checkpoint (no model spec); "
+                              f"a plain state_dict can be used with `cnntool finetune --weights`")
+    return ModelSpec.from_dict(ckpt["spec"])
+
+
+def build_from_spec(spec: ModelSpec) -> nn.Module:
+    from cnntool.models import create_model
+
+    return create_model(spec.arch, spec.num_classes, spec.in_channels, input_size=spec.input_size,
+                        **spec.model_kwargs)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {', '.join(result.missing_keys[:5])}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
+    if problems:
+        raise CheckpointError(f"{path}: weights do not fit the model ({'; '.join(problems)})")
+
+
+def load_model(target: str | Path, which: str = "best", device: str | torch.device = "cpu"
+               ) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """Rebuild a model from a run directory or checkpoint alone; returns (model in eval mode, spec, checkpoint)."""
+    path = resolve_checkpoint(target, which)
+    ckpt = load_checkpoint(path)
+    spec = spec_of(ckpt, path)
+    model = build_from_spec(spec)
+    try:
+        load_state(model, ckpt["model"], path)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model ({str(e).splitlines()[0][:200]})") from None
+    return model.to(device).eval(), spec, ckpt

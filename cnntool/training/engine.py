@@ -1,0 +1,378 @@
+"""The training loop: fit(), resume(), and the Trainer that both use (finetune uses it too).
+
+Reproducibility: the model is initialised from ``--seed``; every epoch re-seeds the global RNG
+(dropout) and the shuffle/augmentation generator from (seed, epoch). So an epoch's randomness
+does not depend on what ran before it, and a resumed run replays exactly what an uninterrupted
+run would have done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnntool import __version__
+from cnntool.config import RunConfig
+from cnntool.data.bundle import DataBundle, load_data
+from cnntool.data.pipeline import BatchPipeline
+from cnntool.errors import CheckpointError, ConfigError, TrainingError
+from cnntool.spec import ModelSpec
+from cnntool.training.checkpoint import load_checkpoint, save_checkpoint
+from cnntool.training.evaluate import autocast, evaluate
+from cnntool.training.events import Reporter
+from cnntool.training.optim import build_optimizer, build_scheduler
+from cnntool.training.rundir import MetricsWriter, allocate_run_dir, read_json, remove_run_dir, write_json
+
+
+@dataclass
+class Setup:
+    """What a training run needs beyond its options: built by ``prepare_train`` or by finetune."""
+
+    cfg: RunConfig
+    model: nn.Module
+    data: DataBundle
+    spec: ModelSpec
+    command: str = "train"
+    param_groups: list[dict[str, Any]] | None = None  # default: one group with every parameter
+    epoch_hook: Callable[[int, nn.Module], None] | None = None  # at each epoch start (unfreezing)
+    train_mode: Callable[[nn.Module], None] | None = None  # after model.train() (keep frozen BN in eval)
+    extra_options: dict[str, Any] = field(default_factory=dict)  # stored in config.json "options"
+    info: dict[str, Any] = field(default_factory=dict)  # shown at start (parameter table, ...)
+
+
+# Commands whose runs can be resumed: name -> function(options, reporter) -> Setup
+PREPARERS: dict[str, Callable[[dict[str, Any], Reporter], Setup]] = {}
+
+
+def set_threads(threads: int | None) -> int:
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def prepare_train(cfg: RunConfig, reporter: Reporter | None = None) -> Setup:
+    """Data, model and spec for `cnntool train`; every check happens here, before a run directory exists."""
+    from cnntool.models import check_input_size, create_model, get_model_info, resolve_kwargs
+
+    reporter = reporter or Reporter()
+    cfg.validate()
+    name = cfg.model.model
+    info = get_model_info(name)
+    kwargs = resolve_kwargs(name, cfg.model.builder_kwargs())
+    data = load_data(cfg.data, info.min_size, info.default_size, progress=reporter.on_data)
+    torch.manual_seed(cfg.train.seed)
+    model = create_model(name, data.num_classes, data.in_channels, input_size=data.input_size, **kwargs)
+    check_input_size(model, name, data.in_channels, data.input_size)
+    if cfg.model.conv_impl == "numba":
+        from cnntool.conv import swap_convs
+
+        swap_convs(model)
+    spec = ModelSpec(arch=name, num_classes=data.num_classes, class_names=data.class_names,
+                     in_channels=data.in_channels, input_size=data.input_size, mean=data.mean, std=data.std,
+                     model_kwargs=kwargs)
+    return Setup(cfg, model, data, spec)
+
+
+PREPARERS["train"] = lambda options, reporter: prepare_train(RunConfig.from_flat(options), reporter)
+
+
+def fit(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Train a model as `cnntool train` does and return the final metrics (plus ``run_dir``)."""
+    if cfg.resume:
+        return resume(cfg.resume, reporter)
+    set_threads(cfg.train.threads)
+    setup = prepare_train(cfg, reporter)
+    return Trainer(setup, reporter).run()
+
+
+def resume(run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Continue a run from its last.pt to the same result an uninterrupted run reaches."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--resume {run_dir}: no such run directory")
+    saved = read_json(run_dir / "config.json")
+    command = saved.get("command", "train")
+    if command not in PREPARERS:
+        raise CheckpointError(f"--resume {run_dir}: runs of '{command}' cannot be resumed")
+    last = load_checkpoint(run_dir / "last.pt")
+    options = saved["options"]
+    set_threads(options.get("threads"))
+    setup = PREPARERS[command](options, reporter or Reporter())
+    return Trainer(setup, reporter).run(run_dir=run_dir, resume_from=last)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
+
+
+def environment() -> dict[str, Any]:
+    import numpy
+
+    return {"cnntool": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+
+
+class Trainer:
+    def __init__(self, setup: Setup, reporter: Reporter | None = None):
+        self.setup = setup
+        self.cfg = setup.cfg
+        self.tcfg = setup.cfg.train
+        self.reporter = reporter or Reporter()
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, run_dir: Path | None = None, resume_from: dict[str, Any] | None = None) -> dict[str, Any]:
+        setup, tcfg = self.setup, self.tcfg
+        self.device = resolve_device(tcfg.device)
+        model = setup.model.to(self.device)
+        if tcfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.forward_model = torch.compile(model) if tcfg.compile else model
+        self.pipeline = BatchPipeline(setup.spec.mean, setup.spec.std, self.cfg.data.augmentations(), self.device,
+                                      tcfg.channels_last)
+        self.train_split = setup.data.split("train")
+        self.val_split = setup.data.split("val")
+        if len(self.train_split) == 0:
+            raise ConfigError("the training split is empty")
+        self.steps_per_epoch = self.train_split.num_batches(tcfg.batch_size, drop_last=True)
+        params = setup.param_groups or [{"params": list(model.parameters())}]
+        self.optimizer = build_optimizer(params, tcfg)
+        self.scheduler = build_scheduler(self.optimizer, tcfg, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tcfg.amp == "fp16")
+
+        fresh = run_dir is None
+        self.run_dir = allocate_run_dir(self.cfg.runs_root, setup.command, self.cfg.name, self.cfg.out) \
+            if fresh else Path(run_dir)
+        self.wrote_checkpoint = not fresh
+        try:
+            return self._run(resume_from)
+        except BaseException:
+            if fresh and not self.wrote_checkpoint:
+                remove_run_dir(self.run_dir)  # nothing worth keeping: no half-made run left behind
+            raise
+
+    # ------------------------------------------------------------------ internals
+
+    def _options(self) -> dict[str, Any]:
+        return {**self.cfg.flat(), **self.setup.extra_options}
+
+    def _write_config(self) -> None:
+        spec, data = self.setup.spec, self.setup.data
+        write_json(self.run_dir / "config.json", {
+            "command": self.setup.command,
+            "options": self._options(),
+            "resolved": {"input_size": spec.input_size, "num_classes": spec.num_classes,
+                         "augmentations": self.cfg.data.augmentations(), "device": str(self.device),
+                         "steps_per_epoch": self.steps_per_epoch, "split_sizes": data.sizes(),
+                         "seed": self.tcfg.seed, "threads": torch.get_num_threads()},
+            "environment": environment(),
+            "argv": sys.argv,
+        })
+        spec.save(self.run_dir / "spec.json")
+
+    def _run(self, resume_from: dict[str, Any] | None) -> dict[str, Any]:
+        tcfg, setup = self.tcfg, self.setup
+        start_epoch, self.global_step = 0, 0
+        self.best_value: float | None = None
+        self.best_epoch, self.bad_epochs = 0, 0
+        self.elapsed = 0.0
+        if resume_from is not None:
+            self._restore(resume_from)
+            start_epoch = int(resume_from["epoch"])
+        else:
+            self._write_config()
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv",
+                                     keep_until_step=self.global_step if resume_from is not None else None)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.reporter.on_start({
+            "run_dir": str(self.run_dir), "arch": setup.spec.arch, "data": setup.data.name,
+            "input_size": setup.spec.input_size, "in_channels": setup.spec.in_channels,
+            "num_classes": setup.spec.num_classes, "split_sizes": setup.data.sizes(), "params": n_params,
+            "trainable_params": n_train, "epochs": tcfg.epochs, "start_epoch": start_epoch,
+            "steps_per_epoch": self.steps_per_epoch, "device": str(self.device), "threads": torch.get_num_threads(),
+            "augmentations": self.cfg.data.augmentations(), **setup.info})
+        stopped_early = False
+        for epoch in range(start_epoch, tcfg.epochs):
+            self._train_epoch(epoch)
+            self._save_last(epoch + 1)
+            if tcfg.patience and self.bad_epochs >= tcfg.patience:
+                stopped_early = True
+                break
+        return self._finish(stopped_early)
+
+    def _train_epoch(self, epoch: int) -> None:
+        tcfg = self.tcfg
+        seed = _epoch_seed(tcfg.seed, epoch)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed + 1)
+        if self.setup.epoch_hook:
+            self.setup.epoch_hook(epoch, self.model)
+        self.model.train()
+        if self.setup.train_mode:
+            self.setup.train_mode(self.model)
+        self.reporter.on_epoch_start(epoch + 1, self.steps_per_epoch)
+        t0 = time.perf_counter()
+        self._reset_running()
+        batches = self.train_split.batches(tcfg.batch_size, shuffle=True, generator=gen, drop_last=True)
+        for i, (x, y) in enumerate(batches):
+            loss = self._train_step(self.pipeline(x, train=True, generator=gen), y.to(self.device))
+            self.reporter.on_step(epoch + 1, i + 1, self.steps_per_epoch, loss)
+            last_in_epoch = i + 1 == self.steps_per_epoch
+            if tcfg.eval_every and self.global_step % tcfg.eval_every == 0 and not last_in_epoch:
+                self.elapsed += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self._eval_point(epoch_end=False)
+                self.model.train()
+                if self.setup.train_mode:
+                    self.setup.train_mode(self.model)
+        self.elapsed += time.perf_counter() - t0
+        row = self._eval_point(epoch_end=True)
+        self.reporter.on_epoch_end(epoch + 1, row)
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        tcfg = self.tcfg
+        with autocast(self.device, tcfg.amp):
+            out = self.forward_model(x)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=tcfg.label_smoothing)
+        self.global_step += 1
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss at step {self.global_step}; "
+                                f"the last good checkpoint is kept (try a lower --lr)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if tcfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        value = loss.item()
+        n = len(y)
+        self.run_loss += value * n
+        self.run_correct += int((out.argmax(1) == y).sum())
+        self.run_n += n
+        return value
+
+    def _reset_running(self) -> None:
+        self.run_loss, self.run_correct, self.run_n = 0.0, 0, 0
+
+    def _eval_point(self, epoch_end: bool) -> dict[str, Any]:
+        val = evaluate(self.model, self.val_split, self.pipeline, amp=self.tcfg.amp)
+        row = {
+            "step": self.global_step,
+            "epoch": round(self.global_step / self.steps_per_epoch, 4),
+            "train_loss": self.run_loss / max(1, self.run_n),
+            "train_acc": self.run_correct / max(1, self.run_n),
+            "val_loss": val["loss"], "val_acc": val["acc"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "time": round(self.elapsed, 3),
+        }
+        self._reset_running()
+        self.metrics.write(row)
+        value = row[self.tcfg.monitor]
+        better = self.best_value is None or (
+            value > self.best_value if self.tcfg.monitor == "val_acc" else value < self.best_value)
+        if better:
+            self.best_value = value
+            self.best_epoch = row["epoch"]
+            self._save("best.pt", row)
+            if epoch_end:
+                self.bad_epochs = 0
+        elif epoch_end:
+            self.bad_epochs += 1
+        self.reporter.on_eval(row, better)
+        return row
+
+    def _payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"spec": self.setup.spec.to_dict(), "command": self.setup.command, "options": self._options(),
+                "model": self.model.state_dict(), "step": self.global_step, "metrics": row}
+
+    def _save(self, name: str, row: dict[str, Any]) -> None:
+        save_checkpoint(self.run_dir / name, self._payload(row))
+        self.wrote_checkpoint = True
+
+    def _save_last(self, epochs_done: int) -> None:
+        payload = self._payload({})
+        payload.update({
+            "epoch": epochs_done,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "trainer": {"best_value": self.best_value, "best_epoch": self.best_epoch,
+                        "bad_epochs": self.bad_epochs, "elapsed": self.elapsed},
+        })
+        save_checkpoint(self.run_dir / "last.pt", payload)
+        self.wrote_checkpoint = True
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{self.run_dir / 'last.pt'} does not match this run ({e})") from None
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        state = ckpt["trainer"]
+        self.global_step = int(ckpt["step"])
+        self.best_value = state["best_value"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = int(state["bad_epochs"])
+        self.elapsed = float(state["elapsed"])
+
+    def _finish(self, stopped_early: bool) -> dict[str, Any]:
+        best = load_checkpoint(self.run_dir / "best.pt")
+        self.model.load_state_dict(best["model"])
+        test = evaluate(self.model, self.setup.data.split("test"), self.pipeline, amp=self.tcfg.amp)
+        last_row = best["metrics"]
+        result = {
+            "run_dir": str(self.run_dir),
+            "arch": self.setup.spec.arch,
+            "data": self.setup.data.name,
+            "monitor": self.tcfg.monitor,
+            "best_epoch": self.best_epoch,
+            "epochs_run": round(self.global_step / self.steps_per_epoch, 4),
+            "stopped_early": stopped_early,
+            "val_loss": last_row["val_loss"], "val_acc": last_row["val_acc"],
+            "train_loss": last_row["train_loss"], "train_acc": last_row["train_acc"],
+            "test_loss": test["loss"], "test_acc": test["acc"], "test_n": test["n"],
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "seconds": round(self.elapsed, 3),
+        }
+        write_json(self.run_dir / "summary.json", result)
+        self.reporter.on_end(result)
+        return result
+
+
+def config_replace(cfg: RunConfig, **groups: dict[str, Any]) -> RunConfig:
+    """Return cfg with some options of some groups changed: ``config_replace(cfg, train={"epochs": 2})``."""
+    changes = {g: dataclasses.replace(getattr(cfg, g), **v) for g, v in groups.items()}
+    return dataclasses.replace(cfg, **changes)

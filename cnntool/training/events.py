@@ -1,0 +1,23 @@
+"""Training events. The library reports through a Reporter; the CLI renders it with rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Reporter:
+    """Do-nothing base: override what you want to show."""
+
+    def on_data(self, what: str, done: int, total: int) -> None: ...
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None: ...
+
+    def on_step(self, epoch: int, step_in_epoch: int, steps: int, loss: float) -> None: ...
+
+    def on_eval(self, row: dict[str, Any], is_best: bool) -> None: ...
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None: ...
+
+    def on_end(self, result: dict[str, Any]) -> None: ...

@@ -9,11 +9,15 @@ import typer
 
 from cnntool import __version__
 from cnntool.cli import (
+    compare,
     conv_test,
     eval_cmd,
     export_cmd,
     finetune,
     predict,
+    recipe,
+    summary,
+    sweep,
     train,
     viz,
 )
@@ -54,7 +58,11 @@ app.command("finetune")(finetune.finetune)
 app.command("eval")(eval_cmd.eval_command)
 app.command("export")(export_cmd.export)
 app.command("predict")(predict.predict)
+app.command("summary")(summary.summary)
+app.command("sweep")(sweep.sweep)
+app.command("compare")(compare.compare)
 app.add_typer(viz.app, name="viz")
+app.add_typer(recipe.app, name="recipe")
 
 
 def run() -> None:

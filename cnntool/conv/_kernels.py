@@ -536,8 +536,8 @@ def gw_c1k8(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def gather(x, out, phr, phc, s, pt, pl):
-    """out[n, c, i, qh, qw] = x[n, c, qh*s + phr[i] - pt, qw*s + phc[i] - pl], zero outside x (padding)."""
+def gather(x, out, phr, phc, sh, sw, pt, pl):
+    """out[n, c, i, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x (padding)."""
     N, C, H, W = x.shape
     nph = out.shape[2]
     Hq = out.shape[3]
@@ -548,13 +548,13 @@ def gather(x, out, phr, phc, s, pt, pl):
         for i in range(nph):
             rh = phr[i]
             rw = phc[i]
-            # valid qw range: 0 <= qw*s + rw - pl <= W - 1
-            qa = max(0, (pl - rw + s - 1) // s)
-            qb = min(Wq, (W - 1 + pl - rw) // s + 1)
+            # valid qw range: 0 <= qw*sw + rw - pl <= W - 1
+            qa = max(0, (pl - rw + sw - 1) // sw)
+            qb = min(Wq, (W - 1 + pl - rw) // sw + 1)
             if qb < qa:
                 qb = qa
             for qh in range(Hq):
-                ih = qh * s + rh - pt
+                ih = qh * sh + rh - pt
                 orow = out[n, c, i, qh]
                 if ih < 0 or ih >= H:
                     for qw in range(Wq):
@@ -565,7 +565,7 @@ def gather(x, out, phr, phc, s, pt, pl):
                     orow[qw] = 0
                 off = rw - pl
                 for qw in range(qa, qb):
-                    orow[qw] = xrow[qw * s + off]
+                    orow[qw] = xrow[qw * sw + off]
                 for qw in range(qb, Wq):
                     orow[qw] = 0
     return out

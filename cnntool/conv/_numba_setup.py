@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp", "afn"})
+FASTMATH = {"contract", "reassoc", "nsz", "arcp", "afn"}
 
 
 def _prefer_512_bit_vectors() -> None:

@@ -10,8 +10,8 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
+import typer.core
 from rich.console import Console
 
 DEBUG_ENV = "CNNTOOL_DEBUG"
@@ -60,20 +60,22 @@ def error_line(exc: BaseException) -> str:
 class ErrorHandlingGroup(typer.core.TyperGroup):
     """Turn every exception into one red line on stderr and exit 1 (Typer keeps exit 2 for usage)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
+            raise  # Typer's own: usage errors keep exit code 2
         except KeyboardInterrupt:
             stderr_console().print("[red]interrupted[/red]")
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - this is the one place exceptions become exit codes
             if debug_enabled():
                 raise
+            from rich.markup import escape
+
             Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"[bold red]error:[/bold red] {error_line(exc)}", markup=True, emphasis=False)
-            raise click.exceptions.Exit(1) from None
+                f"[bold red]error:[/bold red] {escape(error_line(exc))}")
+            raise typer.Exit(1) from None
 
 
 def not_implemented(command: str) -> None:

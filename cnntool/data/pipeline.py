@@ -20,10 +20,11 @@ class BatchPipeline:
 
     def __call__(self, images: torch.Tensor, train: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        x = images.to(self.device, non_blocking=True).float() / 255.0
+        x = images.to(self.device, non_blocking=True)
         if train and self.augmentations:
             x = augment.apply(x, self.augmentations, generator if generator is not None else torch.Generator())
-        x = (x - self.mean) / self.std
+        # In place, and the same operation order as the numpy version: (x / 255 - mean) / std.
+        x = augment.to_unit_float(x).sub_(self.mean).div_(self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

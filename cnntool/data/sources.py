@@ -142,6 +142,10 @@ register_dataset("fashion-mnist")(_mnist_like(
     0.2860, 0.3530))
 
 
+def _names(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
 @register_dataset("cifar10")
 def cifar10(root: Path, download: bool) -> RawData:
     base = root / "cifar-10-batches-py"
@@ -154,7 +158,7 @@ def cifar10(root: Path, download: bool) -> RawData:
     meta = read_cifar_batch(base / "batches.meta")
     train = [cifar_images(read_cifar_batch(base / f"data_batch_{i}"), base / f"data_batch_{i}") for i in range(1, 6)]
     test = cifar_images(read_cifar_batch(base / "test_batch"), base / "test_batch")
-    return RawData("cifar10", [str(c) for c in meta["label_names"]], 3,
+    return RawData("cifar10", _names(meta["label_names"]), 3,
                    train=ArrayPart(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])),
                    test=ArrayPart(*test), native_size=(32, 32),
                    mean=[0.4914, 0.4822, 0.4465], std=[0.2470, 0.2435, 0.2616])
@@ -172,7 +176,7 @@ def cifar100(root: Path, download: bool) -> RawData:
     meta = read_cifar_batch(base / "meta")
     train = cifar_images(read_cifar_batch(base / "train"), base / "train")
     test = cifar_images(read_cifar_batch(base / "test"), base / "test")
-    return RawData("cifar100", [str(c) for c in meta["fine_label_names"]], 3,
+    return RawData("cifar100", _names(meta["fine_label_names"]), 3,
                    train=ArrayPart(*train), test=ArrayPart(*test), native_size=(32, 32),
                    mean=[0.5071, 0.4865, 0.4409], std=[0.2673, 0.2564, 0.2762])
 

@@ -1,4 +1,9 @@
-"""Every torchvision classification model as ``tv:NAME``, adapted to the data's classes and channels."""
+"""Every torchvision classification model as ``tv:NAME``, adapted to the data's classes and channels.
+
+Also the classifier-head helpers that finetune uses (``--head linear|mlp:512,128``, ``--head-dropout``):
+``tv:NAME`` builders take ``head``/``head_dropout`` options, and the registered ``finetuned`` model
+wraps a cnntool model with such a head, so a fine-tuned run's spec rebuilds the exact model.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import functools
 import torch
 from torch import nn
 
-from cnntool.errors import ModelError
-from cnntool.models.registry import TV_PREFIX, ModelInfo
+from cnntool.errors import ConfigError, ModelError
+from cnntool.models.registry import TV_PREFIX, ModelInfo, create_model, register_model
+
+HEAD_ATTR = "cnntool_head"  # attribute of a model built with a custom head: dotted name of the head module
 
 
 @functools.lru_cache(maxsize=1)
@@ -22,8 +29,11 @@ def torchvision_info(name: str) -> ModelInfo:
     if name not in torchvision_names():
         raise ModelError(f"unknown torchvision model {name!r} (cnntool train --list-models lists them)")
 
-    def build(num_classes: int, in_channels: int) -> nn.Module:
-        return build_torchvision(name, num_classes, in_channels)
+    def build(num_classes: int, in_channels: int, *, head: str = "linear", head_dropout: float = 0.0) -> nn.Module:
+        model = build_torchvision(name, num_classes, in_channels)
+        if head != "linear" or head_dropout:
+            set_head(model, num_classes, head, head_dropout)
+        return model
 
     build.__doc__ = f"torchvision {name}"
     return ModelInfo(TV_PREFIX + name, build, min_size=32, default_size=224, description=f"torchvision {name}")
@@ -101,3 +111,77 @@ def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
             _set_module(model, name, new)
             return
     raise ModelError(f"{type(model).__name__} has no Conv2d to adapt to {in_channels} input channel(s)")
+
+
+# ---------------------------------------------------------------------------- classifier heads
+
+
+def parse_head(spec: str) -> list[int]:
+    """``linear`` -> [], ``mlp:512,128`` -> [512, 128] (hidden layer widths)."""
+    text = (spec or "").strip().lower()
+    if text == "linear":
+        return []
+    kind, _, rest = text.partition(":")
+    if kind == "mlp":
+        try:
+            hidden = [int(v) for v in rest.replace(" ", "").split(",") if v]
+        except ValueError:
+            hidden = []
+        if hidden and all(h >= 1 for h in hidden):
+            return hidden
+    raise ConfigError(f"--head {spec!r} must be linear or mlp:W1[,W2...] (hidden widths, e.g. mlp:512,128)")
+
+
+def make_head(spec: str, in_features: int, num_classes: int, dropout: float = 0.0, bias: bool = True) -> nn.Module:
+    """A classifier head: ``linear`` is one Linear (Dropout first when ``dropout``); ``mlp:512,128`` is
+    Linear-ReLU-Dropout per hidden width, then the output Linear."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"--head-dropout {dropout!r} must be in [0, 1)")
+    hidden = parse_head(spec)
+    if not hidden and not dropout:
+        return nn.Linear(in_features, num_classes, bias=bias)
+    layers: list[nn.Module] = []
+    if not hidden:
+        layers.append(nn.Dropout(dropout))
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h, bias=bias), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, num_classes, bias=bias))
+    return nn.Sequential(*layers)
+
+
+def set_head(model: nn.Module, num_classes: int, head: str = "linear", head_dropout: float = 0.0) -> str:
+    """Replace the classifier by a fresh ``head``; returns (and records on the model) its dotted name."""
+    name = head_name(model)
+    old = model.get_submodule(name)
+    if isinstance(old, nn.Sequential):  # a head made before: its first Linear gives the feature width
+        old = next(m for m in old.modules() if isinstance(m, nn.Linear))
+    if parse_head(head) or head_dropout:
+        if not isinstance(old, nn.Linear):
+            raise ConfigError(f"--head {head} needs a model whose classifier is a Linear layer "
+                              f"({type(model).__name__} ends in a {type(old).__name__})")
+        new = make_head(head, old.in_features, num_classes, head_dropout, bias=old.bias is not None)
+        replace_head(model, num_classes, new)
+    else:
+        replace_head(model, num_classes)
+    setattr(model, HEAD_ATTR, name)
+    return name
+
+
+def head_name(model: nn.Module) -> str:
+    """Dotted name of the classifier head: the one recorded by ``set_head``, else the final layer."""
+    return getattr(model, HEAD_ATTR, None) or classifier_name(model)
+
+
+@register_model(min_size=8, default_size=64)
+def finetuned(num_classes: int, in_channels: int, input_size: list[int] | None = None, *, base: str = "simplecnn",
+              base_kwargs: dict | None = None, head: str = "linear", head_dropout: float = 0.0) -> nn.Module:
+    """A cnntool model (base, base_kwargs) with a replaced classifier head (written by cnntool finetune)."""
+    if base == "finetuned":
+        raise ConfigError("model finetuned cannot wrap itself")
+    model = create_model(base, num_classes, in_channels, input_size=input_size, **(base_kwargs or {}))
+    set_head(model, num_classes, head, head_dropout)
+    return model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -43,8 +44,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else "unsupported content"
-        raise CheckpointError(f"refusing to load {path}: it needs arbitrary unpickling ({reason})") from None
+        match = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if match:
+            raise CheckpointError(f"refusing to load {path}: it needs arbitrary unpickling "
+                                  f"(it references {match.group(1)})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a torch.save file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None

@@ -27,6 +27,7 @@ from cnntool.data.bundle import DataBundle, load_data
 from cnntool.data.pipeline import BatchPipeline
 from cnntool.errors import CheckpointError, ConfigError, TrainingError
 from cnntool.spec import ModelSpec
+from cnntool.training import distributed
 from cnntool.training.checkpoint import load_checkpoint, save_checkpoint
 from cnntool.training.evaluate import autocast, evaluate
 from cnntool.training.events import Reporter
@@ -55,7 +56,7 @@ PREPARERS: dict[str, Callable[[dict[str, Any], Reporter], Setup]] = {}
 
 
 def set_threads(threads: int | None) -> int:
-    n = threads or os.cpu_count() or 1
+    n = threads or distributed.local_threads() or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
 
@@ -109,6 +110,7 @@ def fit(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
 
 def resume(run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
     """Continue a run from its last.pt to the same result an uninterrupted run reaches."""
+    import cnntool.finetune  # noqa: F401 - registers PREPARERS["finetune"] (imported here: no import cycle)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"--resume {run_dir}: no such run directory")
@@ -146,12 +148,16 @@ class Trainer:
 
     def run(self, run_dir: Path | None = None, resume_from: dict[str, Any] | None = None) -> dict[str, Any]:
         setup, tcfg = self.setup, self.tcfg
-        self.device = resolve_device(tcfg.device)
+        self.dist = distributed.init_distributed(tcfg.device)  # torchrun: DDP; else a no-op
+        self.device = self.dist.device(resolve_device(tcfg.device))
+        self.rank_batch = self.dist.check_batch(tcfg.batch_size)
+        if not self.dist.is_main:
+            self.reporter = Reporter()  # only rank 0 reports
         model = setup.model.to(self.device)
         if tcfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.forward_model = torch.compile(model) if tcfg.compile else model
+        self.model = model  # unwrapped: checkpoints have no "module." prefix
+        self._wrap_model()
         self.pipeline = BatchPipeline(setup.spec.mean, setup.spec.std, self.cfg.data.augmentations(), self.device,
                                       tcfg.channels_last)
         self.train_split = setup.data.split("train")
@@ -165,22 +171,34 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tcfg.amp == "fp16")
 
         fresh = run_dir is None
-        self.run_dir = allocate_run_dir(self.cfg.runs_root, setup.command, self.cfg.name, self.cfg.out) \
-            if fresh else Path(run_dir)
+        if fresh:
+            made = allocate_run_dir(self.cfg.runs_root, setup.command, self.cfg.name, self.cfg.out) \
+                if self.dist.is_main else None
+            self.run_dir = Path(self.dist.broadcast_object(str(made) if made else None))
+        else:
+            self.run_dir = Path(run_dir)
         self.wrote_checkpoint = not fresh
         try:
             return self._run(resume_from)
         except BaseException:
-            if fresh and not self.wrote_checkpoint:
+            if fresh and not self.wrote_checkpoint and self.dist.is_main:
                 remove_run_dir(self.run_dir)  # nothing worth keeping: no half-made run left behind
             raise
 
     # ------------------------------------------------------------------ internals
 
+    def _wrap_model(self) -> None:
+        """forward_model: the model as trained (DDP under torchrun, then torch.compile if asked)."""
+        wrapped = self.dist.wrap(self.model, self.device)
+        self.forward_model = torch.compile(wrapped) if self.tcfg.compile else wrapped
+        self._trainable = [p.requires_grad for p in self.model.parameters()]
+
     def _options(self) -> dict[str, Any]:
         return {**self.cfg.flat(), **self.setup.extra_options}
 
     def _write_config(self) -> None:
+        if not self.dist.is_main:
+            return
         spec, data = self.setup.spec, self.setup.data
         write_json(self.run_dir / "config.json", {
             "command": self.setup.command,
@@ -188,7 +206,8 @@ class Trainer:
             "resolved": {"input_size": spec.input_size, "num_classes": spec.num_classes,
                          "augmentations": self.cfg.data.augmentations(), "device": str(self.device),
                          "steps_per_epoch": self.steps_per_epoch, "split_sizes": data.sizes(),
-                         "seed": self.tcfg.seed, "threads": torch.get_num_threads()},
+                         "seed": self.tcfg.seed, "threads": torch.get_num_threads(),
+                         "world_size": self.dist.world_size},
             "environment": environment(),
             "argv": sys.argv,
         })
@@ -206,7 +225,8 @@ class Trainer:
         else:
             self._write_config()
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv",
-                                     keep_until_step=self.global_step if resume_from is not None else None)
+                                     keep_until_step=self.global_step if resume_from is not None else None) \
+            if self.dist.is_main else None
         n_params = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.reporter.on_start({
@@ -215,7 +235,7 @@ class Trainer:
             "num_classes": setup.spec.num_classes, "split_sizes": setup.data.sizes(), "params": n_params,
             "trainable_params": n_train, "epochs": tcfg.epochs, "start_epoch": start_epoch,
             "steps_per_epoch": self.steps_per_epoch, "device": str(self.device), "threads": torch.get_num_threads(),
-            "augmentations": self.cfg.data.augmentations(), **setup.info})
+            "augmentations": self.cfg.data.augmentations(), "world_size": self.dist.world_size, **setup.info})
         stopped_early = False
         for epoch in range(start_epoch, tcfg.epochs):
             self._train_epoch(epoch)
@@ -228,17 +248,24 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> None:
         tcfg = self.tcfg
         seed = _epoch_seed(tcfg.seed, epoch)
-        torch.manual_seed(seed)
+        torch.manual_seed(self.dist.rank_seed(seed))
         gen = torch.Generator().manual_seed(seed + 1)
         if self.setup.epoch_hook:
             self.setup.epoch_hook(epoch, self.model)
+            if self.dist.enabled and self._trainable != [p.requires_grad for p in self.model.parameters()]:
+                self._wrap_model()  # DDP only syncs the parameters trainable when it was built
         self.model.train()
         if self.setup.train_mode:
             self.setup.train_mode(self.model)
         self.reporter.on_epoch_start(epoch + 1, self.steps_per_epoch)
         t0 = time.perf_counter()
         self._reset_running()
-        batches = self.train_split.batches(tcfg.batch_size, shuffle=True, generator=gen, drop_last=True)
+        if self.dist.enabled:  # same permutation on every rank, each takes its slice of each global batch
+            order = self.dist.shard_order(torch.randperm(len(self.train_split), generator=gen), tcfg.batch_size)
+            batches = self.train_split.batches(self.rank_batch, indices=order)
+            gen = torch.Generator().manual_seed(self.dist.rank_seed(seed + 1))  # per-rank augmentation
+        else:
+            batches = self.train_split.batches(tcfg.batch_size, shuffle=True, generator=gen, drop_last=True)
         for i, (x, y) in enumerate(batches):
             loss = self._train_step(self.pipeline(x, train=True, generator=gen), y.to(self.device))
             self.reporter.on_step(epoch + 1, i + 1, self.steps_per_epoch, loss)
@@ -260,7 +287,7 @@ class Trainer:
             out = self.forward_model(x)
             loss = F.cross_entropy(out.float(), y, label_smoothing=tcfg.label_smoothing)
         self.global_step += 1
-        if not torch.isfinite(loss):
+        if not self.dist.all_true(bool(torch.isfinite(loss))):  # all ranks stop together
             raise TrainingError(f"non-finite loss at step {self.global_step}; "
                                 f"the last good checkpoint is kept (try a lower --lr)")
         self.optimizer.zero_grad(set_to_none=True)
@@ -282,18 +309,21 @@ class Trainer:
         self.run_loss, self.run_correct, self.run_n = 0.0, 0, 0
 
     def _eval_point(self, epoch_end: bool) -> dict[str, Any]:
-        val = evaluate(self.model, self.val_split, self.pipeline, amp=self.tcfg.amp)
+        self.dist.broadcast_state(self.model, buffers_only=True)  # evaluate rank 0's BatchNorm statistics
+        val = self.dist.evaluate(self.model, self.val_split, self.pipeline, amp=self.tcfg.amp)
+        run_loss, run_correct, run_n = self.dist.sum(self.run_loss, self.run_correct, self.run_n)
         row = {
             "step": self.global_step,
             "epoch": round(self.global_step / self.steps_per_epoch, 4),
-            "train_loss": self.run_loss / max(1, self.run_n),
-            "train_acc": self.run_correct / max(1, self.run_n),
+            "train_loss": run_loss / max(1, run_n),
+            "train_acc": run_correct / max(1, run_n),
             "val_loss": val["loss"], "val_acc": val["acc"],
             "lr": self.optimizer.param_groups[0]["lr"],
             "time": round(self.elapsed, 3),
         }
         self._reset_running()
-        self.metrics.write(row)
+        if self.metrics is not None:
+            self.metrics.write(row)
         value = row[self.tcfg.monitor]
         better = self.best_value is None or (
             value > self.best_value if self.tcfg.monitor == "val_acc" else value < self.best_value)
@@ -313,10 +343,13 @@ class Trainer:
                 "model": self.model.state_dict(), "step": self.global_step, "metrics": row}
 
     def _save(self, name: str, row: dict[str, Any]) -> None:
-        save_checkpoint(self.run_dir / name, self._payload(row))
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / name, self._payload(row))
         self.wrote_checkpoint = True
 
     def _save_last(self, epochs_done: int) -> None:
+        if not self.dist.is_main:
+            return
         payload = self._payload({})
         payload.update({
             "epoch": epochs_done,
@@ -349,10 +382,13 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
 
     def _finish(self, stopped_early: bool) -> dict[str, Any]:
-        best = load_checkpoint(self.run_dir / "best.pt")
-        self.model.load_state_dict(best["model"])
-        test = evaluate(self.model, self.setup.data.split("test"), self.pipeline, amp=self.tcfg.amp)
-        last_row = best["metrics"]
+        in_sync = self.dist.in_sync(self.model)
+        best = load_checkpoint(self.run_dir / "best.pt") if self.dist.is_main else {"model": None, "metrics": None}
+        if self.dist.is_main:
+            self.model.load_state_dict(best["model"])
+        self.dist.broadcast_state(self.model)
+        test = self.dist.evaluate(self.model, self.setup.data.split("test"), self.pipeline, amp=self.tcfg.amp)
+        last_row = self.dist.broadcast_object(best["metrics"])
         result = {
             "run_dir": str(self.run_dir),
             "arch": self.setup.spec.arch,
@@ -367,7 +403,12 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()),
             "seconds": round(self.elapsed, 3),
         }
-        write_json(self.run_dir / "summary.json", result)
+        if self.dist.enabled:
+            result["distributed"] = {"world_size": self.dist.world_size, "backend": self.dist.backend,
+                                     "ranks_in_sync": in_sync}
+        if self.dist.is_main:
+            write_json(self.run_dir / "summary.json", result)
+        self.dist.barrier()
         self.reporter.on_end(result)
         return result
 

@@ -11,12 +11,18 @@ from cnntool.config import TrainConfig
 
 
 def build_optimizer(params: Iterable, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer, with torch's fused kernel where it has one (one pass over all parameters)."""
+    params = list(params)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=cfg.momentum > 0)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        cls, kwargs = torch.optim.SGD, {"momentum": cfg.momentum, "nesterov": cfg.momentum > 0}
+    elif cfg.optimizer == "adam":
+        cls, kwargs = torch.optim.Adam, {}
+    else:
+        cls, kwargs = torch.optim.AdamW, {}
+    try:
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
 
 
 def lr_factor(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> float:

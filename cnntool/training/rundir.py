@@ -86,7 +86,7 @@ def _fmt(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v)  # shortest string that round-trips exactly
     return v
 
 

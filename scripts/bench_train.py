@@ -1,0 +1,155 @@
+"""Training throughput: cnntool's loop vs the coursework's DataLoader loop vs the compute-only bound.
+
+Same model (simplecnn), batch size, optimizer and thread count for all three, measured side by side
+in one run, on (i) digits and (ii) CIFAR-shaped data (random 32×32×3 uint8 images made in memory)
+with random crop (padding 4) + horizontal flip:
+
+  (a) cnntool: in-memory uint8 tensors batched by index, whole-batch augmentation (Trainer, 1 epoch)
+  (b) coursework: Dataset of PIL images + torchvision per-sample transforms + DataLoader
+  (c) compute bound: one fixed batch, forward + backward + step (cnntool's optimizer), no data handling
+
+Usage: python scripts/bench_train.py [--n 50000] [--batch-size 128] [--threads 2] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def make_model(in_channels: int, seed: int = 0):
+    from cnntool.models import create_model
+
+    torch.manual_seed(seed)
+    return create_model("simplecnn", 10, in_channels)
+
+
+def bench_cnntool(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: dict, tmp: str) -> float:
+    from cnntool.config import DataConfig, RunConfig, TrainConfig
+    from cnntool.data.bundle import DataBundle, TensorSplit
+    from cnntool.spec import ModelSpec
+    from cnntool.training.engine import Setup, Trainer
+
+    n, c, h, w = images.shape
+    x = torch.from_numpy(images)
+    y = torch.from_numpy(labels)
+    val = TensorSplit(x[:256], y[:256])
+    data = DataBundle("bench", [str(i) for i in range(10)], c, [h, w], [0.5] * c, [0.25] * c,
+                      {"train": TensorSplit(x, y), "val": val, "test": val})
+    cfg = RunConfig(data=DataConfig(**augment), train=TrainConfig(epochs=1, batch_size=batch_size,
+                                                                   scheduler="none", threads=torch.get_num_threads()),
+                    runs_root=tmp)
+    spec = ModelSpec("simplecnn", 10, data.class_names, c, [h, w], data.mean, data.std)
+    result = Trainer(Setup(cfg, make_model(c), data, spec)).run()
+    steps = n // batch_size
+    return steps * batch_size / result["seconds"]
+
+
+class PilDataset(torch.utils.data.Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        from PIL import Image
+
+        mode = "L" if images.shape[1] == 1 else "RGB"
+        self.images = [Image.fromarray(im[0] if mode == "L" else im.transpose(1, 2, 0), mode) for im in images]
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), int(self.labels[i])
+
+
+def bench_coursework(images: np.ndarray, labels: np.ndarray, batch_size: int, workers: int) -> float:
+    import torchvision.transforms as T
+
+    c, h = images.shape[1], images.shape[2]
+    pad = 4 if h >= 32 else 2
+    transform = T.Compose([T.RandomCrop(h, padding=pad), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize([0.5] * c, [0.25] * c)])
+    ds = PilDataset(images, labels, transform)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                         drop_last=True, persistent_workers=False)
+    model = make_model(c)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    seen = 0
+    t0 = time.perf_counter()
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(y)
+    return seen / (time.perf_counter() - t0)
+
+
+def bench_compute(images: np.ndarray, batch_size: int, steps: int) -> float:
+    c = images.shape[1]
+    x = (torch.from_numpy(images[:batch_size]).float() / 255.0 - 0.5) / 0.25
+    y = torch.randint(0, 10, (batch_size,))
+    from cnntool.config import TrainConfig
+    from cnntool.training.optim import build_optimizer
+
+    model = make_model(c)
+    opt = build_optimizer(model.parameters(), TrainConfig())  # the optimizer cnntool's loop uses
+    model.train()
+    for _ in range(3):  # warm-up
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from cnntool.data.sources import digits
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=50000, help="CIFAR-shaped images")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the coursework loop")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rng = np.random.default_rng(0)
+    raw = digits(None, False).train
+    sets = {
+        "digits 1×8×8": (raw.images, raw.labels, {"crop_pad": 2, "hflip": True}),
+        "CIFAR-shaped 3×32×32": (rng.integers(0, 256, (args.n, 3, 32, 32), dtype=np.uint8),
+                                 rng.integers(0, 10, args.n).astype(np.int64), {"crop_pad": 4, "hflip": True}),
+    }
+    table = Table(title=f"training throughput, simplecnn, batch {args.batch_size}, {args.threads} threads "
+                        f"(images/s)")
+    for col in ("data", "(a) cnntool", "(b) coursework", "(c) compute", "a/b", "a/c"):
+        table.add_column(col, justify="right")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (x, y, aug) in sets.items():
+            a = bench_cnntool(x, y, args.batch_size, aug, tmp)
+            b = bench_coursework(x, y, args.batch_size, args.workers)
+            c = bench_compute(x, args.batch_size, steps=max(10, min(len(y), 20 * args.batch_size) // args.batch_size))
+            results[name] = (a, b, c)
+            table.add_row(name, f"{a:,.0f}", f"{b:,.0f}", f"{c:,.0f}", f"{a / b:.2f}×", f"{a / c:.2f}×")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The CLI shell: start-up cost, error handling, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from cnntool.cli.main import app
+
+HEAVY = ("torch", "torchvision", "numba", "onnxruntime", "matplotlib")
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    code = (
+        "import sys\n"
+        "from cnntool.cli.main import app\n"
+        f"try:\n    app({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('MODULES:' + ' '.join(sorted(m for m in sys.modules if '.' not in m)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("MODULES:")][-1]
+    return set(line[len("MODULES:"):].split())
+
+
+def test_help_imports_no_heavy_module():
+    for args in (["--help"], ["train", "--help"]):
+        loaded = _modules_after(args)
+        assert not (loaded & set(HEAVY)), f"{args} imported {loaded & set(HEAVY)}"
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("train", "conv-test", "finetune", "eval", "viz", "export", "predict"):
+        assert cmd in result.output
+        assert runner.invoke(app, [cmd, "--help"]).exit_code == 0
+
+
+def test_usage_error_exits_2():
+    result = CliRunner().invoke(app, ["train", "--epochs", "many"])
+    assert result.exit_code == 2
+
+
+def test_python_m_cnntool_runs():
+    out = subprocess.run([sys.executable, "-m", "cnntool", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("cnntool ")

@@ -1,8 +1,76 @@
-"""cnntool conv-test (placeholder until its issue lands)."""
+"""cnntool conv-test: the Numba convolution's conformance suite and benchmark against torch."""
 
-from cnntool.cli.common import not_implemented
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cnntool.cli.common import print_json, stderr_console
 
 
-def conv_test() -> None:
-    """Not implemented yet."""
-    not_implemented("conv-test")
+def conv_test(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller shapes and fewer repetitions (a few seconds).")]
+    = False,
+    bench_only: Annotated[bool, typer.Option("--bench-only", help="Only the a-e benchmark (forward and backward).")]
+    = False,
+    check_only: Annotated[bool, typer.Option("--check-only", help="Only the conformance cases, no benchmark.")]
+    = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1,
+                                                   help="Threads for both torch and Numba (default: torch's).")]
+    = None,
+    reps: Annotated[Optional[int], typer.Option("--reps", min=1, help="Paired timing repetitions per benchmark.")]
+    = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """Check the Numba conv2d (forward, grad-input, grad-weight, grad-bias, filter2d) against a float64 torch
+    reference and time it against torch. Exits 1 if any case fails.
+
+    Example: [bold]cnntool conv-test --bench-only --threads 2[/bold]
+    """
+    from cnntool.errors import ConfigError
+
+    if bench_only and check_only:
+        raise ConfigError("--bench-only and --check-only exclude each other; pass at most one")
+
+    from cnntool.conv.suite import run_suite
+
+    console = stderr_console()
+    if not console.is_terminal:
+        console.width = max(console.width, 150)  # logs and pipes: keep one row per line
+    if console.is_terminal and not json_out:
+        with console.status("compiling / running…") as status:
+            report = run_suite(quick=quick, check=not bench_only, bench=not check_only, threads=threads, reps=reps,
+                               progress=lambda name: status.update(f"conv-test: {name}"))
+    else:
+        report = run_suite(quick=quick, check=not bench_only, bench=not check_only, threads=threads, reps=reps)
+
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        _render(console, report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def _render(console, report) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"cnntool conv-test ({report.mode}, {report.threads} threads)", show_lines=False)
+    for col, justify in (("case", "left"), ("shape", "left"), ("part", "left"), ("max abs err", "right"),
+                         ("tolerance", "right"), ("ok", "center"), ("numba ms", "right"), ("torch ms", "right"),
+                         ("ratio", "right"), ("GFLOP/s", "right")):
+        table.add_column(col, justify=justify, no_wrap=col in ("shape", "case"))
+    for r in report.results:
+        ok = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
+        ratio = _fmt(r.ratio, ".2f")
+        table.add_row(r.case, r.shape, r.part, _fmt(r.max_abs_error, ".2e"), _fmt(r.tolerance, ".2e"), ok,
+                      _fmt(r.numba_ms, ".2f"), _fmt(r.torch_ms, ".2f"), ratio, _fmt(r.gflops, ".1f"))
+    console.print(table)
+    verdict = "[green]all passed[/green]" if report.passed else f"[bold red]{report.failures} failed[/bold red]"
+    console.print(f"{len(report.results)} checks, {verdict} in {report.seconds:.1f} s "
+                  "(ratio = median of paired numba/torch times; < 1 means numba is faster)")

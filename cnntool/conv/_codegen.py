@@ -101,9 +101,15 @@ def _fwd(cob: int, kb: int) -> str:
     a("                b = bias[oc]")
     a("                for oh in range(oh0, oh1):")
     a("                    q = (oh - oh0) * Wq")
+    a("                    arow = acc[c, q:q + OW]")
     a("                    dst = ooff + n * osn + oc * osc + oh * osh")
-    a("                    for ow in range(OW):")
-    a("                        out[dst + ow * osw] = acc[c, q + ow] + b")
+    a("                    if osw == 1:")
+    a("                        orow = out[dst:dst + OW]")
+    a("                        for ow in range(OW):")
+    a("                            orow[ow] = arow[ow] + b")
+    a("                    else:")
+    a("                        for ow in range(OW):")
+    a("                            out[dst + ow * osw] = arow[ow] + b")
     a("    return out")
     return "\n".join(lines) + "\n"
 
@@ -209,8 +215,14 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
                 for qw in range(qa):
                     orow[qw] = 0
                 off = rw - pl
-                for qw in range(qa, qb):
-                    orow[qw] = xrow[qw * sw + off]
+                if sw == 1:
+                    src = xrow[qa + off:qb + off]
+                    dst = orow[qa:qb]
+                    for j in range(qb - qa):
+                        dst[j] = src[j]
+                else:
+                    for qw in range(qa, qb):
+                        orow[qw] = xrow[qw * sw + off]
                 for qw in range(qb, Wq):
                     orow[qw] = 0
     return out

@@ -125,9 +125,15 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                 b = bias[oc]
                 for oh in range(oh0, oh1):
                     q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
                     dst = ooff + n * osn + oc * osc + oh * osh
-                    for ow in range(OW):
-                        out[dst + ow * osw] = acc[c, q + ow] + b
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
     return out
 
 
@@ -215,9 +221,15 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                 b = bias[oc]
                 for oh in range(oh0, oh1):
                     q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
                     dst = ooff + n * osn + oc * osc + oh * osh
-                    for ow in range(OW):
-                        out[dst + ow * osw] = acc[c, q + ow] + b
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
     return out
 
 
@@ -303,9 +315,15 @@ def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                 b = bias[oc]
                 for oh in range(oh0, oh1):
                     q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
                     dst = ooff + n * osn + oc * osc + oh * osh
-                    for ow in range(OW):
-                        out[dst + ow * osw] = acc[c, q + ow] + b
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
     return out
 
 
@@ -564,8 +582,14 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
                 for qw in range(qa):
                     orow[qw] = 0
                 off = rw - pl
-                for qw in range(qa, qb):
-                    orow[qw] = xrow[qw * sw + off]
+                if sw == 1:
+                    src = xrow[qa + off:qb + off]
+                    dst = orow[qa:qb]
+                    for j in range(qb - qa):
+                        dst[j] = src[j]
+                else:
+                    for qw in range(qa, qb):
+                        orow[qw] = xrow[qw * sw + off]
                 for qw in range(qb, Wq):
                     orow[qw] = 0
     return out

@@ -1,8 +1,79 @@
-"""cnntool eval (placeholder until its issue lands)."""
+"""cnntool eval."""
 
-from cnntool.cli.common import not_implemented
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cnntool.cli.common import print_json, stderr_console
 
 
-def eval_command() -> None:
-    """Not implemented yet."""
-    not_implemented("eval")
+def eval_command(
+    target: Annotated[str, typer.Argument(help="Run directory or checkpoint file.", show_default=False)],
+    data: Annotated[Optional[str], typer.Option("--data", help="Data set name or folder "
+                                                "(default: the run's own).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where named data sets live "
+                                                    "(default: the run's own).")] = None,
+    split: Annotated[str, typer.Option("--split", help="test, val or train.")] = "test",
+    which: Annotated[str, typer.Option("--which", help="Checkpoint of a run directory: best or last.")] = "best",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the result files "
+                                               "(default: RUN/eval, RUN/eval_val for --split val).")] = None,
+    top_wrong: Annotated[int, typer.Option("--top-wrong", help="How many most confidently wrong examples.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Batch size.")] = 256,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write the CSV/JSON files only.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print every result as one JSON object on stdout.")] = False,
+) -> None:
+    """Evaluate a trained model: loss, top-1/top-5, per-class table, confusion matrix, confident mistakes.
+
+    Class indices, input size and normalisation come from the checkpoint; the data split is rebuilt with
+    the run's split seed, so `cnntool eval RUN` reproduces the test accuracy `train` reported.
+
+    Example: [bold]cnntool eval runs/train --json[/bold]
+    """
+    from cnntool.errors import ConfigError
+
+    if top_wrong < 0:
+        raise ConfigError(f"--top-wrong {top_wrong} must be >= 0")
+    if which not in ("best", "last"):
+        raise ConfigError(f"--which {which!r} must be best or last")
+    from cnntool.evaluation import evaluate_run
+    from cnntool.training.engine import resolve_device
+
+    dev = str(resolve_device(device))
+    result = evaluate_run(target, data=data, split=split, out=out, data_dir=data_dir, which=which, device=dev,
+                          batch_size=batch_size, top_wrong=top_wrong, plots=not no_plots)
+    if json:
+        print_json(result.to_dict())
+        return
+    _render(result)
+    for path in result.files.values():
+        typer.echo(path)
+
+
+def _render(r) -> None:
+    from rich.table import Table
+
+    console = stderr_console()
+    head = f"[bold]{r.data}[/bold] {r.split} split, n={r.n}: loss {r.loss:.4f}, top-1 {r.top1:.2%}"
+    if r.top5 is not None:
+        head += f", top-5 {r.top5:.2%}"
+    console.print(head)
+    t = Table(title=f"per class ({r.checkpoint})")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for i, name in enumerate(r.class_names):
+        t.add_row(name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
+                  str(int(r.per_class["support"][i])))
+    t.add_section()
+    for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"])):
+        t.add_row(label, *(f"{avg[k]:.3f}" for k in ("precision", "recall", "f1")), str(avg["support"]))
+    console.print(t)
+    if r.confident_wrong:
+        w = Table(title="most confidently wrong")
+        for col in ("index", "true", "predicted", "confidence"):
+            w.add_column(col)
+        for it in r.confident_wrong:
+            w.add_row(str(it.get("path", it["index"])), it["true"], it["pred"], f"{it['confidence']:.1%}")
+        console.print(w)

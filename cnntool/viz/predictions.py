@@ -1,0 +1,69 @@
+"""Grids of images with their true and predicted classes (the coursework's 10×3 prediction grid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from cnntool.errors import ConfigError
+from cnntool.viz._plot import RIGHT_COLOR, WRONG_COLOR, figure, save, short, show_image
+
+CELL_W, CELL_H, TITLE_H = 2.0, 2.35, 0.5
+
+
+def examples_figsize(rows: int, cols: int) -> tuple[float, float]:
+    return cols * CELL_W, rows * CELL_H + TITLE_H
+
+
+def plot_examples(images: torch.Tensor, titles: Sequence[str], wrong: Sequence[bool | None], path: str | Path,
+                  cols: int = 3, title: str | None = None) -> Path:
+    """One image per cell with a title; ``wrong[i]`` True draws it in red with a red frame (False: green
+    title, None: black)."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    fig = figure(*examples_figsize(rows, cols))
+    if title:
+        fig.suptitle(title, fontsize=12)
+    for i in range(rows * cols):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        if i >= n:
+            ax.axis("off")
+            continue
+        color = None if wrong[i] is None else (WRONG_COLOR if wrong[i] else RIGHT_COLOR)
+        show_image(ax, images[i], titles[i], color)
+    return save(fig, path)
+
+
+def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: str = "test",
+                     wrong: bool | None = None, data: str | None = None, out_dir: str | Path | None = None,
+                     which: str = "best") -> Path:
+    """The first rows×cols images of a split with true and predicted class (and confidence); wrong ones in
+    red with a red frame. ``wrong=True``/``False`` shows only misclassified / only correct images."""
+    from cnntool.evaluation import load_run
+    from cnntool.viz.inputs import from_split, normalise
+
+    if rows < 1 or cols < 1:
+        raise ConfigError(f"--rows {rows} and --cols {cols} must be >= 1")
+    run = load_run(target, which)
+    ex = from_split(run, split, rows * cols, wrong, data)
+    with torch.no_grad():
+        probs = run.model(normalise(ex.images, run.spec)).softmax(1)
+    conf, pred = probs.max(1)
+    names = run.spec.class_names
+    titles, flags = [], []
+    for y, p, c in zip(ex.labels, pred.tolist(), conf.tolist()):
+        flags.append(p != y)
+        mark = "✗ " if p != y else ""
+        titles.append(f"{mark}true: {short(names[y])}\npred: {short(names[p])} ({c:.0%})")
+    n_wrong = sum(flags)
+    which_ones = {None: "", True: "misclassified ", False: "correctly classified "}[wrong]
+    heading = (f"{run.spec.arch}: {which_ones}{split} images — {len(flags) - n_wrong} right, {n_wrong} wrong "
+               f"(red)")
+    path = Path(out_dir if out_dir is not None else run.home / "plots") / f"predictions_{split}.png"
+    return plot_examples(ex.images, titles, flags, path, cols=cols, title=heading)
+
+
+__all__ = ["plot_examples", "plot_predictions", "examples_figsize", "RIGHT_COLOR", "WRONG_COLOR"]

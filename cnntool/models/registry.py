@@ -21,7 +21,7 @@ TV_PREFIX = "tv:"
 class ModelInfo:
     name: str
     builder: Callable[..., nn.Module]
-    min_size: int  # smallest input side the network can take
+    min_size: int  # smaller inputs are upsampled to this by default (--img-size overrides)
     default_size: int  # input side used when the data has no native size (folders)
     description: str
 

@@ -9,7 +9,7 @@ from cnntool.models.layers import activation, conv_block, parse_filters, parse_k
 from cnntool.models.registry import register_model
 
 
-@register_model(min_size=8, default_size=64)
+@register_model(min_size=16, default_size=64)
 def simplecnn(num_classes: int, in_channels: int, *, bn: bool = False, dropout: float = 0.0, bias: bool = True,
               activation: str = "relu") -> nn.Module:
     """Three stride-2 3x3 convs (64/128/256), global average pooling, dense 256, output."""

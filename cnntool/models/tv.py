@@ -100,17 +100,21 @@ def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
             new = nn.Conv2d(in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
                             module.dilation, module.groups, module.bias is not None, module.padding_mode)
             with torch.no_grad():
-                w = module.weight
-                if in_channels == 1:
-                    new.weight.copy_(w.sum(dim=1, keepdim=True))
-                else:
-                    idx = torch.arange(in_channels) % w.shape[1]
-                    new.weight.copy_(w[:, idx] * (w.shape[1] / in_channels))
+                new.weight.copy_(adapt_conv_weight(module.weight, in_channels))
                 if module.bias is not None:
                     new.bias.copy_(module.bias)
             _set_module(model, name, new)
             return
     raise ModelError(f"{type(model).__name__} has no Conv2d to adapt to {in_channels} input channel(s)")
+
+
+def adapt_conv_weight(w: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Conv filters (out, in, kh, kw) for ``in_channels`` inputs: summed for 1 channel (a grey image
+    gives the same response as its RGB copy), else input channels cycled and rescaled."""
+    if in_channels == 1:
+        return w.sum(dim=1, keepdim=True)
+    idx = torch.arange(in_channels) % w.shape[1]
+    return w[:, idx] * (w.shape[1] / in_channels)
 
 
 # ---------------------------------------------------------------------------- classifier heads

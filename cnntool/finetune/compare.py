@@ -1,0 +1,104 @@
+"""Run several fine-tuning strategies on one data set: a table and one overlaid curves plot.
+
+Each strategy is an ordinary finetune run (``OUT/<strategy>``), so every one can be evaluated,
+visualised and exported on its own; ``OUT/strategies.json``, ``OUT/strategies.csv`` and
+``OUT/curves.png`` compare them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from cnntool.config import RunConfig
+from cnntool.errors import ConfigError
+from cnntool.finetune.core import FinetuneOptions, finetune
+from cnntool.finetune.strategy import STRATEGIES
+from cnntool.training.events import Reporter
+from cnntool.training.rundir import allocate_run_dir, read_metrics, write_json
+
+COLUMNS = ["strategy", "best_val_acc", "test_acc", "trainable_start", "trainable_end", "sec_per_epoch",
+           "epochs", "run_dir"]
+
+
+def parse_strategies(text: str) -> list[str]:
+    names = list(STRATEGIES) if text.strip().lower() == "all" else [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in STRATEGIES]
+    if bad or not names:
+        raise ConfigError(f"--compare {text!r}: strategies are all or a list of {', '.join(STRATEGIES)}")
+    return list(dict.fromkeys(names))
+
+
+def compare_strategies(cfg: RunConfig, ft: FinetuneOptions, strategies: list[str],
+                       reporter: Callable[[str], Reporter] | None = None,
+                       on_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Fine-tune once per strategy with the same data, weights, head, seed and schedule."""
+    out = allocate_run_dir(cfg.runs_root, "finetune-compare", cfg.name, cfg.out)
+    rows = []
+    for strategy in strategies:
+        run_cfg = dataclasses.replace(cfg, out=str(out / strategy), name=None, resume=None)
+        run_ft = dataclasses.replace(ft, strategy=strategy)
+        result = finetune(run_cfg, run_ft, reporter(strategy) if reporter else None)
+        metrics = read_metrics(result["run_dir"])
+        first = result.get("trainable_start", result["trainable_params"])
+        row = {
+            "strategy": strategy,
+            "best_val_acc": max(r["val_acc"] for r in metrics),
+            "test_acc": result["test_acc"],
+            "trainable_start": first,
+            "trainable_end": result["trainable_params"],
+            "sec_per_epoch": round(result["seconds"] / max(result["epochs_run"], 1e-9), 3),
+            "epochs": result["epochs_run"],
+            "run_dir": result["run_dir"],
+            "curves": [{"epoch": r["epoch"], "val_acc": r["val_acc"], "train_loss": r["train_loss"],
+                        "val_loss": r["val_loss"]} for r in metrics],
+        }
+        rows.append(row)
+        if on_done:
+            on_done(row)
+    with open(out / "strategies.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    plot = plot_curves(rows, out / "curves.png")
+    summary = {"out": str(out), "plot": str(plot), "strategies": rows}
+    write_json(out / "strategies.json", summary)
+    return summary
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Validation accuracy and training loss per epoch, one line per strategy."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    for row in rows:
+        ep = [c["epoch"] for c in row["curves"]]
+        ax_acc.plot(ep, [c["val_acc"] for c in row["curves"]], marker="o", label=row["strategy"])
+        ax_loss.plot(ep, [c["train_loss"] for c in row["curves"]], marker="o", label=row["strategy"])
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def table(summary: dict[str, Any]):
+    from rich.table import Table
+
+    t = Table(title=f"fine-tuning strategies → {summary['out']}", title_justify="left")
+    for col, just in (("strategy", "left"), ("best val acc", "right"), ("test acc", "right"),
+                      ("trainable params", "right"), ("s / epoch", "right")):
+        t.add_column(col, justify=just)
+    best = max(r["best_val_acc"] for r in summary["strategies"])
+    for r in summary["strategies"]:
+        tp = f"{r['trainable_end']:,}" if r["trainable_start"] == r["trainable_end"] else \
+            f"{r['trainable_start']:,} → {r['trainable_end']:,}"
+        acc = f"{r['best_val_acc']:.4f}"
+        t.add_row(r["strategy"], f"[bold]{acc}[/bold]" if r["best_val_acc"] == best else acc,
+                  f"{r['test_acc']:.4f}", tp, f"{r['sec_per_epoch']:.2f}")
+    return t

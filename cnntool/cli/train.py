@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 from cnntool.cli import options as o
 from cnntool.cli.common import print_json, stderr_console
 
 d = o.DEFAULTS
+
+Seeds = Annotated[Optional[str], o.typer.Option(
+    "--seeds", help="Run the same options under several seeds: 0-9, 0,3,7 or 0-2,5. Runs go to "
+                    "RUNS_ROOT/<name or train>-seeds/seed<N>, plus seeds.json (mean, std, min, max) and seeds.png.",
+    rich_help_panel="Run", show_default=False)]
+Jobs = Annotated[int, o.typer.Option("--jobs", "-j", help="With --seeds: run this many seeds at once "
+                                                          "(separate processes).", rich_help_panel="Run")]
 
 
 def train(
@@ -27,6 +36,7 @@ def train(
     patience: o.Patience = d["patience"], threads: o.Threads = None, device: o.Device = d["device"],
     amp: o.Amp = d["amp"], channels_last: o.ChannelsLast = False, compile: o.Compile = False,
     runs_root: o.RunsRoot = "runs", name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
+    seeds: Seeds = None, jobs: Jobs = 1,
     list_models: bool = o.typer.Option(False, "--list-models", help="List the model names and exit.",
                                        rich_help_panel="Model"),
     json: o.Json = False, quiet: o.Quiet = False,
@@ -36,7 +46,7 @@ def train(
     Example: [bold]cnntool train --bn --dropout 0.5[/bold]  (digits, no download)
     """
     options = {k: v for k, v in locals().items()
-               if k not in ("runs_root", "name", "out", "resume", "list_models", "json", "quiet")}
+               if k not in ("runs_root", "name", "out", "resume", "list_models", "json", "quiet", "seeds", "jobs")}
     console = stderr_console()
     if list_models:
         _print_models(json)
@@ -44,15 +54,63 @@ def train(
     from cnntool.cli.train_view import TrainView
     from cnntool.config import RunConfig
     from cnntool.training import Reporter, fit
+    from cnntool.training.distributed import is_main_process
 
     cfg = RunConfig.from_flat(options, runs_root=runs_root, name=name, out=out, resume=resume)
-    view = Reporter() if quiet else TrainView(console)
+    if seeds is not None:
+        _train_seeds(cfg, seeds, jobs, console, json, quiet)
+        return
+    main = is_main_process()  # under torchrun only rank 0 shows progress and prints JSON
+    view = Reporter() if quiet or not main else TrainView(console)
     try:
         result = fit(cfg, view)
     finally:
         if isinstance(view, TrainView):
             view.close()
-    if json:
+    if json and main:
+        print_json(result)
+
+
+def _train_seeds(cfg, seeds: str, jobs: int, console, as_json: bool, quiet: bool) -> None:
+    """--seeds: the same run under each seed, then the aggregate table (library: cnntool.experiments.seeds)."""
+    from rich.table import Table
+
+    from cnntool.cli.train_view import TrainView
+    from cnntool.experiments.seeds import parse_seeds, run_seeds
+    from cnntool.training import Reporter
+
+    seed_list = parse_seeds(seeds)
+    views: list[TrainView] = []
+
+    def reporter(seed: int):
+        if quiet or jobs > 1:
+            return Reporter()
+        views.append(TrainView(console, title=f"seed {seed}"))
+        return views[-1]
+
+    def on_run(seed: int, result: dict) -> None:
+        if not quiet and jobs > 1:
+            console.print(f"seed {seed}: test acc {result['test_acc']:.4f} → {result['run_dir']}")
+
+    if not quiet:
+        console.print(f"[bold]{len(seed_list)} seeds[/bold] ({', '.join(map(str, seed_list))}), "
+                      f"{jobs} at a time")
+    try:
+        result = run_seeds(cfg, seed_list, jobs=jobs, reporter=reporter, on_run=on_run)
+    finally:
+        for v in views:
+            v.close()
+    if not quiet:
+        t = Table(title=f"{len(seed_list)} seeds: {result['dir']}", title_justify="left")
+        t.add_column("metric")
+        for col in ("mean", "std", "min", "max"):
+            t.add_column(col, justify="right")
+        for metric, agg in result["aggregate"].items():
+            t.add_row(metric, *(f"{agg[k]:.4f}" for k in ("mean", "std", "min", "max")))
+        console.print(t)
+        console.print(f"  aggregate → {result['seeds_json']}" +
+                      (f" · band plot → {result['plot']}" if result.get("plot") else ""))
+    if as_json:
         print_json(result)
 
 

@@ -29,7 +29,7 @@ from cnntool.errors import CheckpointError, ConfigError, TrainingError
 from cnntool.spec import ModelSpec
 from cnntool.training import distributed
 from cnntool.training.checkpoint import load_checkpoint, save_checkpoint
-from cnntool.training.evaluate import autocast, evaluate
+from cnntool.training.evaluate import autocast
 from cnntool.training.events import Reporter
 from cnntool.training.optim import build_optimizer, build_scheduler
 from cnntool.training.rundir import MetricsWriter, allocate_run_dir, read_json, remove_run_dir, write_json

@@ -222,3 +222,15 @@ def test_preset_and_flags_combine():
     cfg = DataConfig(augment="light", hflip=False, cutout=3)
     assert cfg.augmentations() == {"crop_pad": 2, "hflip": True, "cutout": 3}
     assert DataConfig().augmentations() == {}
+
+
+def test_in_memory_images_resize_exactly_as_their_files(tmp_path):
+    from cnntool.data.bundle import _resize_array
+
+    images = np.random.default_rng(1).integers(0, 256, (3, 3, 20, 26), dtype=np.uint8)
+    for i, img in enumerate(images):
+        Image.fromarray(img.transpose(1, 2, 0)).save(tmp_path / f"{i}.png")
+    for crop_pct, interp in ((1.0, "bilinear"), (0.875, "bicubic")):
+        in_memory = _resize_array(images, [16, 16], crop_pct, interp)
+        from_files = np.stack([load_for_model(tmp_path / f"{i}.png", 3, [16, 16], crop_pct, interp) for i in range(3)])
+        np.testing.assert_array_equal(in_memory, from_files)

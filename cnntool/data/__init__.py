@@ -1,8 +1,20 @@
-"""Data sets, splits, preprocessing and batch augmentation."""
+"""Data sets, splits, preprocessing and batch augmentation.
 
-from cnntool.data.bundle import DataBundle, FileSplit, TensorSplit, load_data, resolve_input_size
-from cnntool.data.pipeline import BatchPipeline
-from cnntool.data.sources import DATASETS, register_dataset
+Names are imported lazily: ``cnntool.data.preprocess`` (numpy + Pillow) must load without torch,
+because `cnntool predict` on an ONNX file never imports torch.
+"""
 
-__all__ = ["DATASETS", "BatchPipeline", "DataBundle", "FileSplit", "TensorSplit", "load_data",
-           "register_dataset", "resolve_input_size"]
+import importlib
+
+_LAZY = {"DataBundle": "bundle", "FileSplit": "bundle", "TensorSplit": "bundle", "load_data": "bundle",
+         "resolve_input_size": "bundle", "BatchPipeline": "pipeline", "DATASETS": "sources",
+         "register_dataset": "sources"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"cnntool.data.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnntool.data' has no attribute {name!r}")

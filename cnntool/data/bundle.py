@@ -218,8 +218,10 @@ def _split(raw: RawData, cfg: DataConfig) -> dict[str, Part]:
     return {"train": train, "val": val, "test": test}
 
 
-def _resize_array(images: np.ndarray, size: list[int]) -> np.ndarray:
-    if list(images.shape[2:]) == list(size):
+def _resize_array(images: np.ndarray, size: list[int], crop_pct: float = 1.0,
+                  interpolation: str = "bilinear") -> np.ndarray:
+    """Resize in-memory images exactly as a file of the same pixels would be (resize_for_model)."""
+    if list(images.shape[2:]) == list(size) and crop_pct >= 1.0:
         return images
     from PIL import Image
 
@@ -227,7 +229,7 @@ def _resize_array(images: np.ndarray, size: list[int]) -> np.ndarray:
     mode = "L" if images.shape[1] == 1 else "RGB"
     for i, img in enumerate(images):
         pil = Image.fromarray(img[0] if mode == "L" else img.transpose(1, 2, 0), mode)
-        arr = np.asarray(resize_for_model(pil, size))
+        arr = np.asarray(resize_for_model(pil, size, crop_pct, interpolation))
         out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return out
 
@@ -236,7 +238,7 @@ def _materialise(part: Part, in_channels: int, size: list[int], crop_pct: float,
                  workers: int, progress: Progress | None, what: str) -> Split:
     labels = torch.from_numpy(np.asarray(part.labels, dtype=np.int64))
     if isinstance(part, ArrayPart):
-        return TensorSplit(torch.from_numpy(_resize_array(part.images, size)), labels)
+        return TensorSplit(torch.from_numpy(_resize_array(part.images, size, crop_pct, interpolation)), labels)
     n = len(part.paths)
     fits = n * in_channels * size[0] * size[1] <= CACHE_LIMIT_BYTES
     threads = max(2, min(8, os.cpu_count() or 2))

@@ -1,0 +1,249 @@
+"""Prediction from image files with onnxruntime, numpy and Pillow only: this module never imports torch.
+
+The preprocessing comes from the model's own metadata (``cnntool.spec``) and the decode/resize code
+shared with training (``cnntool.data.preprocess``), so a file gives the numbers ``cnntool eval`` sees.
+A backend is anything with ``spec``, ``name`` and ``logits(uint8 NCHW batch) -> float32 logits``:
+``OnnxClassifier`` here, ``cnntool.export.torch_runtime.TorchClassifier`` for run directories.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, TextIO
+
+import numpy as np
+
+from cnntool.data.preprocess import is_image_file, load_for_model, normalize
+from cnntool.errors import DataError, ModelError
+from cnntool.export.metadata import spec_from_metadata
+from cnntool.spec import ModelSpec
+
+GLOB_CHARS = "*?["
+
+
+class Backend(Protocol):
+    spec: ModelSpec
+    name: str
+
+    def logits(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Prediction:
+    path: str
+    index: int
+    label: str
+    prob: float
+    top_k: list[tuple[str, int, float]]  # (label, class index, probability), best first
+    logits: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "index": self.index, "prob": round(self.prob, 6),
+                "top_k": [{"label": lab, "index": i, "prob": round(p, 6)} for lab, i, p in self.top_k]}
+
+
+@dataclass
+class Failure:
+    path: str
+    error: str  # one line that names the file
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "error": self.error}
+
+
+class OnnxClassifier:
+    """An exported cnntool model on onnxruntime; its spec (classes, size, mean/std) comes from the file."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = str(path)
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: no such model file")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise ModelError(f"{path}: onnxruntime cannot load it ({_first_line(e)})") from None
+        self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{path}: expected one input, the model has {len(inputs)}")
+        self.input_name = inputs[0].name
+        self.batch_dim = check_input_shape(inputs[0].shape, self.spec, self.path)
+        classes = self.session.get_outputs()[0].shape
+        if len(classes) != 2 or (isinstance(classes[1], int) and classes[1] != self.spec.num_classes):
+            raise ModelError(f"{path}: the network outputs shape {classes}, but its metadata names "
+                             f"{self.spec.num_classes} classes")
+
+    def logits(self, batch_uint8: np.ndarray) -> np.ndarray:
+        x = normalize(batch_uint8, self.spec.mean, self.spec.std)
+        return self.run(x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Normalised float32 (N, C, H, W) -> logits (N, classes); a fixed-batch model is fed in chunks."""
+        if self.batch_dim is None:
+            return self._run(x)
+        b, n = self.batch_dim, len(x)
+        out = []
+        for i in range(0, n, b):
+            chunk = x[i:i + b]
+            if len(chunk) < b:
+                chunk = np.concatenate([chunk, np.zeros((b - len(chunk),) + x.shape[1:], x.dtype)])
+            out.append(self._run(chunk)[:min(b, n - i)])
+        return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as e:
+            raise ModelError(f"{self.path}: onnxruntime rejected input of shape {tuple(x.shape)} "
+                             f"({_first_line(e)})") from None
+        return np.asarray(out, dtype=np.float32)
+
+
+def check_input_shape(shape: Sequence, spec: ModelSpec, where: str) -> int | None:
+    """The graph's input must be (N, C, H, W) with C, H, W as the spec says; returns a fixed N, or None."""
+    want = [spec.in_channels, *spec.input_size]
+    shown = "×".join(str(d) if isinstance(d, int) else "N" for d in shape)
+    if len(shape) != 4:
+        raise ModelError(f"{where}: the network input has shape {shown}, not N×C×H×W")
+    for got, exp in zip(shape[1:], want):
+        if isinstance(got, int) and got != exp:
+            raise ModelError(f"{where}: the network takes {shown} input but its metadata says "
+                             f"{'×'.join(map(str, want))} (in_channels × input_size); re-export the model")
+    return shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+
+
+def expand_inputs(inputs: Iterable[str], stdin: TextIO | None = None) -> tuple[list[str], list[Failure]]:
+    """Image files, directories (recursively), globs, or ``-`` (one path per line on stdin) -> file list.
+
+    Files named explicitly are always tried (a bad one fails by name later); directories and globs
+    contribute only files with an image extension. Paths that match nothing become failures.
+    """
+    paths: list[str] = []
+    failures: list[Failure] = []
+
+    def add(item: str) -> None:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not found:
+                failures.append(Failure(item, f"{item}: directory holds no image files"))
+            paths.extend(found)
+        elif p.exists():
+            paths.append(item)
+        elif any(c in item for c in GLOB_CHARS):
+            matches = sorted(glob.glob(item, recursive=True))
+            files: list[str] = []
+            for m in matches:
+                if Path(m).is_dir():
+                    files.extend(sorted(str(f) for f in Path(m).rglob("*") if f.is_file() and is_image_file(f)))
+                elif is_image_file(m):
+                    files.append(m)
+            if not files:
+                failures.append(Failure(item, f"{item}: no image files match"))
+            paths.extend(files)
+        else:
+            failures.append(Failure(item, f"{item}: no such file or directory"))
+
+    for item in inputs:
+        if item == "-":
+            import sys
+
+            for line in (stdin or sys.stdin):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    add(line)
+        else:
+            add(item)
+    seen: set[str] = set()
+    unique = [p for p in paths if not (p in seen or seen.add(p))]
+    return unique, failures
+
+
+def load_images(paths: Sequence[str], spec: ModelSpec, threads: int | None = None
+                ) -> list[np.ndarray | Failure]:
+    """Decode and resize each file as the spec says: uint8 (C, H, W), or a Failure naming the file."""
+    def one(path: str) -> np.ndarray | Failure:
+        try:
+            return load_for_model(path, spec.in_channels, spec.input_size, spec.crop_pct, spec.interpolation)
+        except DataError as e:
+            return Failure(path, str(e))
+        except OSError as e:  # a directory, permission denied, ... that open_image does not translate
+            return Failure(path, f"{path}: {e.strerror or e}")
+
+    threads = threads or min(4, os.cpu_count() or 1)
+    if len(paths) <= 1 or threads <= 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, paths))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predictions_from_logits(paths: Sequence[str], logits: np.ndarray, class_names: Sequence[str],
+                            top_k: int = 3) -> list[Prediction]:
+    probs = softmax(logits)
+    k = max(1, min(top_k, probs.shape[1]))
+    # stable sort on -prob: ties keep the lower class index first, as argmax does
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    out = []
+    for path, row, idx, lg in zip(paths, probs, order, logits):
+        top = [(class_names[int(i)], int(i), float(row[i])) for i in idx]
+        out.append(Prediction(path, top[0][1], top[0][0], top[0][2], top, lg))
+    return out
+
+
+def predict_files(backend: Backend, paths: Sequence[str], batch_size: int = 32, top_k: int = 3,
+                  on_progress: Callable[[int, int], None] | None = None) -> Iterator[Prediction | Failure]:
+    """Predictions (or Failures, one per bad file) in input order, a batch at a time."""
+    if batch_size < 1:
+        raise DataError(f"--batch-size {batch_size} must be >= 1")
+    spec = backend.spec
+    done = 0
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images = load_images(chunk, spec)
+        good = [i for i, im in enumerate(images) if not isinstance(im, Failure)]
+        preds: dict[int, Prediction] = {}
+        if good:
+            logits = backend.logits(np.stack([images[i] for i in good]))
+            found = predictions_from_logits([chunk[i] for i in good], logits, spec.class_names, top_k)
+            preds = dict(zip(good, found))
+        for i, im in enumerate(images):
+            yield im if isinstance(im, Failure) else preds[i]
+        done += len(chunk)
+        if on_progress:
+            on_progress(done, len(paths))
+
+
+def is_onnx_path(target: str | Path) -> bool:
+    """``.onnx`` files (and any file that is not a zip, as torch checkpoints are) go to onnxruntime;
+    run directories and checkpoints to torch."""
+    import zipfile
+
+    p = Path(target)
+    if p.is_dir():
+        return False
+    if str(target).lower().endswith(".onnx"):
+        return True
+    return p.is_file() and not zipfile.is_zipfile(p)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:240]

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Inference benchmark: torch eager vs onnxruntime on CPU, and `cnntool predict` end to end.
+
+    python scripts/bench_infer.py            # simplecnn 32×32 and tv:resnet18 224×224
+    python scripts/bench_infer.py --quick    # fewer repeats
+    python scripts/bench_infer.py --json     # one JSON object on stdout
+
+1. Latency at batch 1 (median ms) and throughput at batch 64 (images/s) for simplecnn at 32×32 and
+   tv:resnet18 at 224×224 (random weights, 10 classes), same thread count for both runtimes.
+2. Whole-process wall time of `cnntool predict model.onnx one.jpg` vs the same prediction from the
+   torch checkpoint (`cnntool predict model.pt one.jpg`), median of several fresh processes.
+
+Targets: onnxruntime throughput >= torch eager; the ONNX predict process >= 4× faster than the torch one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from cnntool.export.onnx_export import export_model, export_onnx
+from cnntool.spec import ModelSpec
+from cnntool.training.checkpoint import build_from_spec, save_checkpoint
+
+MODELS = [("simplecnn", 32), ("tv:resnet18", 224)]
+
+
+def spec_for(arch: str, size: int) -> ModelSpec:
+    return ModelSpec(arch=arch, num_classes=10, class_names=[f"c{i}" for i in range(10)], in_channels=3,
+                     input_size=[size, size], mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+
+def timed(fn, repeats: int, warmup: int) -> float:
+    """Median seconds of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_model(arch: str, size: int, folder: Path, threads: int, quick: bool) -> dict:
+    spec = spec_for(arch, size)
+    torch.manual_seed(0)
+    model = build_from_spec(spec).eval()
+    path = folder / f"{arch.replace(':', '_')}.onnx"
+    export_model(model, spec, path)  # includes the parity check
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    big = arch.startswith("tv:")
+    lat_reps = (10 if quick else 30) if big else (50 if quick else 200)
+    thr_reps = (2 if quick else 5) if big else (10 if quick else 30)
+    out = {"model": arch, "input": f"{size}×{size}"}
+    for batch, reps, key in ((1, lat_reps, "latency_ms_b1"), (64, thr_reps, "images_per_s_b64")):
+        x = torch.randn(batch, 3, size, size)
+        xn = x.numpy()
+        with torch.inference_mode():
+            t_torch = timed(lambda: model(x), reps, 2 if big else 5)
+        t_ort = timed(lambda: session.run(None, {name: xn}), reps, 2 if big else 5)
+        if batch == 1:
+            out[key] = {"torch": t_torch * 1e3, "onnxruntime": t_ort * 1e3}
+        else:
+            out[key] = {"torch": batch / t_torch, "onnxruntime": batch / t_ort}
+    return out
+
+
+def bench_process(folder: Path, runs: int) -> dict:
+    """`cnntool predict` as a fresh process: ONNX file vs torch checkpoint, same model and image."""
+    spec = spec_for("simplecnn", 32)
+    torch.manual_seed(0)
+    ckpt = folder / "simplecnn.pt"
+    save_checkpoint(ckpt, {"spec": spec.to_dict(), "model": build_from_spec(spec).state_dict()})
+    onnx_path = folder / "simplecnn_e2e.onnx"
+    export_onnx(ckpt, onnx_path)
+    img = folder / "one.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(img)
+    result = {}
+    labels = {}
+    for key, target in (("onnx", onnx_path), ("torch", ckpt)):
+        cmd = [sys.executable, "-m", "cnntool", "predict", str(target), str(img), "--json", "-q"]
+        times = []
+        for i in range(runs + 1):
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            elapsed = time.perf_counter() - t
+            if proc.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+            labels[key] = json.loads(proc.stdout.splitlines()[0])["label"]
+            if i:  # the first run warms the file cache
+                times.append(elapsed)
+        result[key] = statistics.median(times)
+    result["same_label"] = labels["onnx"] == labels["torch"]
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both runtimes")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--process-runs", type=int, default=5, help="fresh processes per predict variant")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 100)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rows = []
+        for arch, size in MODELS:
+            console.print(f"benchmarking {arch} at {size}×{size} ...")
+            rows.append(bench_model(arch, size, folder, args.threads, args.quick))
+        console.print("timing `cnntool predict` processes ...")
+        proc = bench_process(folder, args.process_runs)
+
+    env = {"torch": torch.__version__, "onnxruntime": ort.__version__, "threads": args.threads,
+           "cpus": os.cpu_count()}
+    targets = {
+        "onnxruntime_throughput_ge_torch": all(r["images_per_s_b64"]["onnxruntime"] >= r["images_per_s_b64"]["torch"]
+                                               for r in rows),
+        "onnx_predict_process_4x_faster": proc["torch"] >= 4 * proc["onnx"],
+    }
+    if args.json:
+        print(json.dumps({"environment": env, "models": rows, "predict_process_s": proc, "targets": targets}))
+        return
+    t = Table(title=f"CPU inference, {args.threads} thread(s); torch {env['torch']}, onnxruntime {env['onnxruntime']}")
+    for col in ("model", "input", "torch b1 ms", "ort b1 ms", "torch b64 img/s", "ort b64 img/s", "ort÷torch"):
+        t.add_column(col, justify="left" if col in ("model", "input") else "right")
+    for r in rows:
+        lat, thr = r["latency_ms_b1"], r["images_per_s_b64"]
+        t.add_row(r["model"], r["input"], f"{lat['torch']:.2f}", f"{lat['onnxruntime']:.2f}", f"{thr['torch']:.0f}",
+                  f"{thr['onnxruntime']:.0f}", f"{thr['onnxruntime'] / thr['torch']:.2f}×")
+    console.print(t)
+    p = Table(title="`cnntool predict MODEL one.jpg`, whole process (median wall time)")
+    for col in ("model file", "seconds", "speed-up"):
+        p.add_column(col)
+    p.add_row("simplecnn.pt (torch)", f"{proc['torch']:.2f}", "1.00×")
+    p.add_row("simplecnn.onnx (onnxruntime)", f"{proc['onnx']:.2f}", f"{proc['torch'] / proc['onnx']:.2f}×")
+    console.print(p)
+    console.print(f"same label from both: {proc['same_label']}")
+    for name, ok in targets.items():
+        console.print(f"target {name}: {'[green]met[/green]' if ok else '[red]NOT met[/red]'}")
+
+
+if __name__ == "__main__":
+    main()

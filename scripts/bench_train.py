@@ -8,12 +8,16 @@ with random crop (padding 4) + horizontal flip:
   (b) coursework: Dataset of PIL images + torchvision per-sample transforms + DataLoader
   (c) compute bound: one fixed batch, forward + backward + step (cnntool's optimizer), no data handling
 
-Usage: python scripts/bench_train.py [--n 50000] [--batch-size 128] [--threads 2] [--workers 2]
+The three are measured in turn, ``--repeats`` times, over the same number of optimizer steps, and the
+table shows medians (the machines are shared and noisy; interleaving keeps the ratios fair).
+
+Usage: python scripts/bench_train.py [--n 50000] [--batch-size 128] [--threads 2] [--workers 2] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -126,6 +130,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the coursework loop")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved measurements per loop (median)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -136,16 +141,19 @@ def main() -> None:
         "CIFAR-shaped 3×32×32": (rng.integers(0, 256, (args.n, 3, 32, 32), dtype=np.uint8),
                                  rng.integers(0, 10, args.n).astype(np.int64), {"crop_pad": 4, "hflip": True}),
     }
-    table = Table(title=f"training throughput, simplecnn, batch {args.batch_size}, {args.threads} threads "
-                        f"(images/s)")
+    table = Table(title=f"training throughput, simplecnn, batch {args.batch_size}, {args.threads} threads, "
+                        f"median of {args.repeats} (images/s)")
     for col in ("data", "(a) cnntool", "(b) coursework", "(c) compute", "a/b", "a/c"):
         table.add_column(col, justify="right")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (x, y, aug) in sets.items():
-            a = bench_cnntool(x, y, args.batch_size, aug, tmp)
-            b = bench_coursework(x, y, args.batch_size, args.workers)
-            c = bench_compute(x, args.batch_size, steps=max(10, min(len(y), 20 * args.batch_size) // args.batch_size))
+            runs = {"a": [], "b": [], "c": []}
+            for _ in range(args.repeats):
+                runs["c"].append(bench_compute(x, args.batch_size, steps=len(y) // args.batch_size))
+                runs["a"].append(bench_cnntool(x, y, args.batch_size, aug, tmp))
+                runs["b"].append(bench_coursework(x, y, args.batch_size, args.workers))
+            a, b, c = (statistics.median(runs[k]) for k in "abc")
             results[name] = (a, b, c)
             table.add_row(name, f"{a:,.0f}", f"{b:,.0f}", f"{c:,.0f}", f"{a / b:.2f}×", f"{a / c:.2f}×")
     Console().print(table)

@@ -26,13 +26,8 @@ CACHE_LIMIT_BYTES = int(float(os.environ.get("CNNTOOL_CACHE_LIMIT_MB", "2048")) 
 SPLITS = ("train", "val", "test")
 
 
-class TensorSplit:
-    """Images held in memory as one uint8 tensor."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, paths: list[str] | None = None):
-        self.images = images
-        self.labels = labels
-        self.paths = paths
+class _Split:
+    labels: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,6 +35,16 @@ class TensorSplit:
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         n = len(self)
         return n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
+
+
+class TensorSplit(_Split):
+    """Images held in memory as one uint8 tensor."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, paths: list[str] | None = None):
+        self.images = images
+        self.labels = labels
+        self.paths = paths
+
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 drop_last: bool = False, indices: torch.Tensor | None = None
@@ -66,7 +71,7 @@ class _FileDataset(torch.utils.data.Dataset):
         return self.split.get(i)
 
 
-class FileSplit:
+class FileSplit(_Split):
     """Images decoded from files on demand (DataLoader with workers)."""
 
     def __init__(self, paths: list[str], labels: torch.Tensor, in_channels: int, input_size: list[int],
@@ -79,12 +84,6 @@ class FileSplit:
         self.interpolation = interpolation
         self.workers = workers
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        n = len(self)
-        return n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
 
     def get(self, index: int) -> tuple[torch.Tensor, int]:
         arr = load_for_model(self.paths[index], self.in_channels, self.input_size, self.crop_pct, self.interpolation)

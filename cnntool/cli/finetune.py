@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 from cnntool.cli import options as o
 from cnntool.cli.common import print_json, stderr_console
+from cnntool.cli.train import ConfigFile
 
 d = o.DEFAULTS
 _FT = "Fine-tuning"
@@ -58,16 +59,20 @@ def finetune(
     patience: o.Patience = d["patience"], threads: o.Threads = None, device: o.Device = d["device"],
     amp: o.Amp = d["amp"], channels_last: o.ChannelsLast = False, compile: o.Compile = False,
     runs_root: o.RunsRoot = "runs", name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
-    json: o.Json = False, quiet: o.Quiet = False,
+    config: ConfigFile = None, json: o.Json = False, quiet: o.Quiet = False,
 ) -> None:
     """Fine-tune a pretrained network on new data; writes a run directory like train (runs/finetune, ...).
 
     Example: [bold]cnntool finetune --model tv:resnet18 --weights imagenet --data path/to/folder --strategy linear[/bold]
     """
     given = dict(locals())
+    if config is not None:
+        from cnntool.configfile import merge_config
+
+        given = merge_config(given, config, "finetune")  # flags given on the command line win
     ft_names = ("model", "weights", "strategy", "k", "unfreeze_every", "freeze_first", "head", "head_dropout",
                 "backbone_lr_mult", "norm")
-    skip = ("runs_root", "name", "out", "resume", "json", "quiet", "compare") + ft_names
+    skip = ("runs_root", "name", "out", "resume", "json", "quiet", "compare", "config") + ft_names
     options = {key: v for key, v in given.items() if key not in skip}
     ft_values = {key: given[key] for key in ft_names}
     console = stderr_console()

@@ -15,6 +15,9 @@ Seeds = Annotated[Optional[str], o.typer.Option(
     rich_help_panel="Run", show_default=False)]
 Jobs = Annotated[int, o.typer.Option("--jobs", "-j", help="With --seeds: run this many seeds at once "
                                                           "(separate processes).", rich_help_panel="Run")]
+ConfigFile = Annotated[Optional[str], o.typer.Option(
+    "--config", help="YAML/JSON file of options (keys = option names), or a run's config.json to reproduce it; "
+                     "flags on the command line override it.", rich_help_panel="Run", show_default=False)]
 
 
 def train(
@@ -36,7 +39,7 @@ def train(
     patience: o.Patience = d["patience"], threads: o.Threads = None, device: o.Device = d["device"],
     amp: o.Amp = d["amp"], channels_last: o.ChannelsLast = False, compile: o.Compile = False,
     runs_root: o.RunsRoot = "runs", name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
-    seeds: Seeds = None, jobs: Jobs = 1,
+    seeds: Seeds = None, jobs: Jobs = 1, config: ConfigFile = None,
     list_models: bool = o.typer.Option(False, "--list-models", help="List the model names and exit.",
                                        rich_help_panel="Model"),
     json: o.Json = False, quiet: o.Quiet = False,
@@ -46,7 +49,12 @@ def train(
     Example: [bold]cnntool train --bn --dropout 0.5[/bold]  (digits, no download)
     """
     options = {k: v for k, v in locals().items()
-               if k not in ("runs_root", "name", "out", "resume", "list_models", "json", "quiet", "seeds", "jobs")}
+               if k not in ("runs_root", "name", "out", "resume", "list_models", "json", "quiet", "seeds", "jobs",
+                            "config")}
+    if config is not None:
+        from cnntool.configfile import merge_config
+
+        options = merge_config(options, config, "train")  # flags given on the command line win
     console = stderr_console()
     if list_models:
         _print_models(json)

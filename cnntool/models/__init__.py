@@ -1,6 +1,6 @@
 """Model registry and the model families (importing this package registers them all)."""
 
-from cnntool.models import classic, resnet, simple, tv  # noqa: F401 - registration side effects
+from cnntool.models import classic, cnn3, resnet, simple, tv  # noqa: F401 - registration side effects
 from cnntool.models.registry import (
     ModelInfo,
     check_input_size,

@@ -234,3 +234,15 @@ def test_in_memory_images_resize_exactly_as_their_files(tmp_path):
         in_memory = _resize_array(images, [16, 16], crop_pct, interp)
         from_files = np.stack([load_for_model(tmp_path / f"{i}.png", 3, [16, 16], crop_pct, interp) for i in range(3)])
         np.testing.assert_array_equal(in_memory, from_files)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((10, 20, 3), dtype=np.uint8)
+    pixels[:, :5] = 255  # white band on the left of a landscape image
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    img.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    out = np.asarray(open_image(tmp_path / "rotated.jpg", 3))
+    assert out.shape == (20, 10, 3)  # displayed upright: portrait
+    assert out[:5].mean() > 200 and out[-5:].mean() < 50  # the band is now at the top

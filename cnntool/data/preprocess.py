@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from cnntool.errors import DataError
 
@@ -29,7 +29,8 @@ def is_image_file(path: str | Path) -> bool:
 def open_image(path: str | Path, in_channels: int, draft_size: int | None = None) -> Image.Image:
     """Decode an image file to mode 'L' (1 channel) or 'RGB' (3 channels).
 
-    Palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are all converted.
+    Palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are all converted, and a
+    photo's EXIF orientation is applied (a phone picture taken upright is classified upright).
     Any decoding problem becomes a DataError naming the file.
     """
     try:
@@ -39,7 +40,7 @@ def open_image(path: str | Path, in_channels: int, draft_size: int | None = None
                 if draft_size and im.format == "JPEG":
                     im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
                 im.load()
-                return to_mode(im, in_channels)
+                return to_mode(ImageOps.exif_transpose(im), in_channels)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except UnidentifiedImageError:

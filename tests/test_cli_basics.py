@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from typer.testing import CliRunner
 
 from cnntool.cli.main import app
@@ -24,19 +26,24 @@ def _modules_after(args: list[str]) -> set[str]:
     return set(line[len("MODULES:"):].split())
 
 
-def test_help_imports_no_heavy_module():
-    for args in (["--help"], ["train", "--help"]):
-        loaded = _modules_after(args)
-        assert not (loaded & set(HEAVY)), f"{args} imported {loaded & set(HEAVY)}"
+COMMANDS = ["train", "conv-test", "finetune", "eval", "summary", "viz", "viz cam", "export", "predict", "sweep",
+            "compare", "recipe", "recipe run"]
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_imports_no_heavy_module(command):
+    args = [*command.split(), "--help"]
+    loaded = _modules_after(args)
+    assert not (loaded & set(HEAVY)), f"{args} imported {loaded & set(HEAVY)}"
 
 
 def test_every_command_has_help():
     runner = CliRunner()
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("train", "conv-test", "finetune", "eval", "viz", "export", "predict"):
-        assert cmd in result.output
-        assert runner.invoke(app, [cmd, "--help"]).exit_code == 0
+    for cmd in COMMANDS:
+        assert cmd.split()[0] in result.output
+        assert runner.invoke(app, [*cmd.split(), "--help"]).exit_code == 0, cmd
 
 
 def test_usage_error_exits_2():

@@ -7,10 +7,13 @@ a sweep space and ``config.json`` all use the same keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cnntool.errors import ConfigError
+
+MAX_IMG_SIZE = 4096  # the same bound ModelSpec puts on input sizes read from files
 
 AUGMENT_PRESETS = {
     "none": {},
@@ -43,17 +46,20 @@ class DataConfig:
     noise: float = 0.0
 
     def validate(self) -> None:
+        _finite(self, "val_fraction", "test_fraction", "rotate", "color_jitter", "rrc", "blur", "noise")
         _check(0.0 < self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "must be in (0, 1)")
         _check(0.0 < self.test_fraction < 1.0, "--test-fraction", self.test_fraction, "must be in (0, 1)")
-        _check(self.img_size is None or self.img_size >= 1, "--img-size", self.img_size, "must be >= 1")
+        _check(self.img_size is None or 1 <= self.img_size <= MAX_IMG_SIZE, "--img-size", self.img_size,
+               f"must be in 1..{MAX_IMG_SIZE}")
+        _check(0 <= self.split_seed < 2**32, "--split-seed", self.split_seed, "must be in 0..2**32-1")
         _check(self.workers >= 0, "--workers", self.workers, "must be >= 0")
         _check(self.augment is None or self.augment in AUGMENT_PRESETS, "--augment", self.augment,
                f"must be one of {', '.join(AUGMENT_PRESETS)}")
-        _check(self.crop_pad >= 0, "--crop-pad", self.crop_pad, "must be >= 0")
-        _check(self.rotate >= 0, "--rotate", self.rotate, "must be >= 0 degrees")
-        _check(self.color_jitter >= 0, "--color-jitter", self.color_jitter, "must be >= 0")
+        _check(0 <= self.crop_pad <= 256, "--crop-pad", self.crop_pad, "must be in 0..256 pixels")
+        _check(0 <= self.rotate <= 180, "--rotate", self.rotate, "must be in 0..180 degrees")
+        _check(0 <= self.color_jitter <= 1, "--color-jitter", self.color_jitter, "must be in [0, 1]")
         _check(0.0 <= self.rrc < 1.0, "--rrc", self.rrc, "is the smallest area fraction, in [0, 1)")
-        _check(self.cutout >= 0, "--cutout", self.cutout, "must be >= 0")
+        _check(0 <= self.cutout <= MAX_IMG_SIZE, "--cutout", self.cutout, f"must be in 0..{MAX_IMG_SIZE} pixels")
         _check(0.0 <= self.blur <= 1.0, "--blur", self.blur, "is a probability, in [0, 1]")
         _check(0.0 <= self.noise < 1.0, "--noise", self.noise, "is a probability, in [0, 1)")
 
@@ -81,8 +87,9 @@ class ModelConfig:
     conv_impl: str = "torch"
 
     def validate(self) -> None:
+        _finite(self, "dropout")
         _check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "must be in [0, 1)")
-        _check(self.dense is None or self.dense >= 1, "--dense", self.dense, "must be >= 1")
+        _check(self.dense is None or 1 <= self.dense <= 1_000_000, "--dense", self.dense, "must be in 1..1000000")
         _check(self.conv_impl in ("torch", "numba"), "--conv-impl", self.conv_impl, "must be torch or numba")
 
     def builder_kwargs(self) -> dict[str, Any]:
@@ -118,6 +125,7 @@ class TrainConfig:
     compile: bool = False
 
     def validate(self) -> None:
+        _finite(self, "lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "label_smoothing", "grad_clip")
         _check(self.epochs >= 1, "--epochs", self.epochs, "must be >= 1")
         _check(self.batch_size >= 1, "--batch-size", self.batch_size, "must be >= 1")
         _check(self.optimizer in ("sgd", "adam", "adamw"), "--optimizer", self.optimizer, "must be sgd, adam or adamw")
@@ -135,7 +143,8 @@ class TrainConfig:
         _check(self.eval_every >= 0, "--eval-every", self.eval_every, "must be >= 0 steps")
         _check(self.monitor in ("val_acc", "val_loss"), "--monitor", self.monitor, "must be val_acc or val_loss")
         _check(self.patience >= 0, "--patience", self.patience, "must be >= 0")
-        _check(self.threads is None or self.threads >= 1, "--threads", self.threads, "must be >= 1")
+        _check(self.threads is None or 1 <= self.threads <= 1024, "--threads", self.threads, "must be in 1..1024")
+        _check(0 <= self.seed < 2**32, "--seed", self.seed, "must be in 0..2**32-1")
         _check(self.amp in ("none", "bf16", "fp16"), "--amp", self.amp, "must be none, bf16 or fp16")
 
 
@@ -206,6 +215,14 @@ def _build(cls, values: dict[str, Any]):
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
     return cls(**values)
+
+
+def _finite(group: Any, *names: str) -> None:
+    """NaN and infinity are never meaningful option values."""
+    for name in names:
+        value = getattr(group, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{name.replace('_', '-')} {value!r} must be a finite number")
 
 
 def _check(ok: bool, option: str, value: Any, why: str) -> None:

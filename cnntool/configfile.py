@@ -8,10 +8,12 @@ the file; values are checked against the option's type here and against its rang
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cnntool.errors import ConfigError
 
@@ -41,7 +43,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         p = p / "config.json"  # a run directory stands for its config.json
     if not p.is_file():
         raise ConfigError(f"--config {path}: no such file")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {p}: not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"--config {p}: cannot read it ({e.strerror or e})") from None
+    if "\x00" in text:
+        raise ConfigError(f"--config {p}: not UTF-8 text (holds NUL bytes)")
     try:
         if p.suffix.lower() == ".json":
             doc = json.loads(text)
@@ -124,11 +133,12 @@ def given_on_command_line() -> set[str] | None:
 
 
 def merge_config(options: dict[str, Any], path: str | Path | None, command: str,
-                 given: set[str] | None = None) -> dict[str, Any]:
+                 given: set[str] | None = None, taken: set[str] | None = None) -> dict[str, Any]:
     """``options`` (the command's values) with those not given on the command line taken from the file.
 
     ``given``: the names set on the command line (default: asked from the running click context; outside one
-    every value in ``options`` counts as a default, so the file wins).
+    every value in ``options`` counts as a default, so the file wins). ``taken``, when given, receives the
+    names whose value came from the file (for ``blame_config_file``).
     """
     if path is None:
         return dict(options)
@@ -139,4 +149,21 @@ def merge_config(options: dict[str, Any], path: str | Path | None, command: str,
     for name, value in from_file.items():
         if name not in given:
             merged[name] = value
+            if taken is not None:
+                taken.add(name)
     return merged
+
+
+@contextlib.contextmanager
+def blame_config_file(path: str | Path | None, taken: set[str]) -> Iterator[None]:
+    """A ConfigError about an option whose value came from the config file gets the file as prefix."""
+    try:
+        yield
+    except ConfigError as e:
+        msg = str(e)
+        if path is not None and not msg.startswith("--config "):
+            for name in taken:
+                flag = "--" + name.replace("_", "-")
+                if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", msg):
+                    raise ConfigError(f"--config {path}: {msg}") from None
+        raise

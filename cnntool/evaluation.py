@@ -223,6 +223,10 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str = "test
     from cnntool.training.evaluate import predict_logits
 
     check_split(split)
+    if batch_size < 1:
+        from cnntool.errors import ConfigError
+
+        raise ConfigError(f"--batch-size {batch_size} must be >= 1")
     run = load_run(target, which, device)
     bundle = load_run_data(run, data, data_dir, progress)
     part = bundle.split(split)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,8 @@ class ModelSpec:
         if missing:
             raise CheckpointError(f"model spec lacks {', '.join(sorted(missing))}")
         values = {k: v for k, v in d.items() if k in known}
-        values["input_size"] = [int(v) for v in values["input_size"]]
-        values["class_names"] = [str(c) for c in values["class_names"]]
-        spec = cls(**values)
-        if len(spec.class_names) != spec.num_classes:
-            raise CheckpointError(
-                f"model spec has {spec.num_classes} classes but {len(spec.class_names)} class names")
-        if len(spec.mean) != spec.in_channels or len(spec.std) != spec.in_channels:
-            raise CheckpointError(f"model spec mean/std do not have {spec.in_channels} channel(s)")
-        return spec
+        _validate(values)
+        return cls(**values)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
@@ -74,3 +69,52 @@ class ModelSpec:
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
+
+
+MAX_SIDE = 4096  # largest input side accepted from a spec (a hostile file must not allocate terabytes)
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _validate(v: dict[str, Any]) -> None:
+    """Check every field of a spec read from a file: types, ranges, consistency."""
+    def bad(field: str, why: str) -> CheckpointError:
+        return CheckpointError(f"model spec field {field} {why}")
+
+    if not isinstance(v["arch"], str) or not v["arch"]:
+        raise bad("arch", "must be a non-empty string")
+    if not _is_int(v["num_classes"]) or not 1 <= v["num_classes"] <= 1_000_000:
+        raise bad("num_classes", f"{v['num_classes']!r} must be an integer >= 1")
+    names = v["class_names"]
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        raise bad("class_names", "must be a list of strings")
+    if len(names) != v["num_classes"]:
+        raise bad("class_names", f"has {len(names)} names for {v['num_classes']} classes")
+    for c in names:
+        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in c) or len(c) > 200:
+            raise bad("class_names", f"has a name with control characters or over 200 characters: {c[:40]!r}")
+    if not _is_int(v["in_channels"]) or not 1 <= v["in_channels"] <= 64:
+        raise bad("in_channels", f"{v['in_channels']!r} must be an integer in 1..64")
+    size = v["input_size"]
+    if not isinstance(size, list) or len(size) != 2 or not all(_is_int(x) and 1 <= x <= MAX_SIDE for x in size):
+        raise bad("input_size", f"{size!r} must be [height, width], integers in 1..{MAX_SIDE}")
+    for key in ("mean", "std"):
+        vals = v[key]
+        if not isinstance(vals, list) or len(vals) != v["in_channels"] or not all(_is_number(x) for x in vals):
+            raise bad(key, f"{vals!r} must be {v['in_channels']} finite number(s)")
+    if not all(x > 0 for x in v["std"]):
+        raise bad("std", f"{v['std']!r} must be positive")
+    crop = v.get("crop_pct", 1.0)
+    if not _is_number(crop) or not 0.05 <= crop <= 1.0:
+        raise bad("crop_pct", f"{crop!r} must be in [0.05, 1]")
+    if v.get("interpolation", "bilinear") not in INTERPOLATIONS:
+        raise bad("interpolation", f"{v.get('interpolation')!r} must be one of {', '.join(INTERPOLATIONS)}")
+    if not isinstance(v.get("model_kwargs", {}), dict):
+        raise bad("model_kwargs", "must be a mapping")

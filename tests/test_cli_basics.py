@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -54,3 +55,20 @@ def test_usage_error_exits_2():
 def test_python_m_cnntool_runs():
     out = subprocess.run([sys.executable, "-m", "cnntool", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("cnntool ")
+
+
+def test_json_output_is_strict(capsys):
+    from cnntool.cli.common import print_json
+
+    print_json({"loss": float("nan"), "acc": [1.0, float("inf")], "n": 3})
+    assert json.loads(capsys.readouterr().out) == {"loss": None, "acc": [1.0, None], "n": 3}
+
+
+def test_no_color_means_no_escape_codes(monkeypatch):
+    from cnntool.cli.common import stderr_console
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    console = stderr_console()
+    with console.capture() as cap:
+        console.print("[bold red]error:[/bold red] plain")
+    assert "\x1b" not in cap.get() and "error: plain" in cap.get()

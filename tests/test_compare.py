@@ -55,4 +55,4 @@ def test_compare_sort_ascending_and_errors(two_runs):
     bad = runner.invoke(app, ["compare", str(two_runs / "nothing*"), "--no-plot"])
     assert bad.exit_code == 1 and "matches no run directory" in bad.output
     bad = runner.invoke(app, ["compare", *runs, "--sort", "colour", "--no-plot"])
-    assert bad.exit_code == 1 and "--sort 'colour'" in bad.output
+    assert bad.exit_code == 2 and "--sort 'colour'" in bad.output

@@ -51,7 +51,7 @@ def test_unknown_key_is_one_line_naming_key_and_file(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("epochs: 1\nlearning_rate: 0.1\n")
     result = runner.invoke(app, ["train", "--config", str(cfg), "--runs-root", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     err = result.output.strip()
     assert len(err.splitlines()) == 1 and "learning_rate" in err and "bad.yaml" in err
     assert not any(tmp_path.glob("train*"))
@@ -88,3 +88,29 @@ def test_finetune_accepts_a_config_file(tmp_path, digits_run):
     assert result.exit_code == 0, result.output
     opts = _options(json.loads(result.stdout.strip().splitlines()[-1])["run_dir"])
     assert opts["strategy"] == "linear" and opts["epochs"] == 1 and opts["threads"] == 1
+
+
+def test_binary_config_file_is_one_line_not_utf8(tmp_path):
+    cfg = tmp_path / "binary.yaml"
+    cfg.write_bytes(b"\xff\xfe\x00b\x00a\x00d\x00")
+    with pytest.raises(ConfigError, match=r"binary\.yaml: not UTF-8 text"):
+        load_config_file(cfg, "train")
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--runs-root", str(tmp_path)])
+    assert result.exit_code != 0
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: --config {cfg}: not UTF-8 text"], result.stderr
+    assert "Traceback" not in result.output and not any(tmp_path.glob("train*"))
+
+
+def test_bad_value_from_the_file_names_the_file(tmp_path):
+    cfg = tmp_path / "nan.yaml"
+    cfg.write_text("lr: .nan\nepochs: 1\n")
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--runs-root", str(tmp_path)])
+    assert result.exit_code != 0
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: --config {cfg}: --lr nan must be a finite number"], result.stderr
+    assert not any(tmp_path.glob("train*"))
+    # the same bad value given as a flag is not blamed on the file
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--lr", "nan", "--runs-root", str(tmp_path)])
+    assert result.exit_code != 0 and "error: --lr nan must be a finite number" in result.stderr
+    assert str(cfg) not in result.stderr

@@ -66,7 +66,7 @@ def test_cli_json_quick_check_only():
 def test_cli_rejects_both_modes():
     with pytest.raises(ConfigError, match="--bench-only"):
         conv_test(bench_only=True, check_only=True)
-    assert CliRunner().invoke(app, ["conv-test", "--bench-only", "--check-only"]).exit_code == 1
+    assert CliRunner().invoke(app, ["conv-test", "--bench-only", "--check-only"]).exit_code == 2
 
 
 def test_conv_test_help_does_not_import_heavy_modules():

@@ -246,3 +246,22 @@ def test_exif_orientation_is_applied(tmp_path):
     out = np.asarray(open_image(tmp_path / "rotated.jpg", 3))
     assert out.shape == (20, 10, 3)  # displayed upright: portrait
     assert out[:5].mean() > 200 and out[-5:].mean() < 50  # the band is now at the top
+
+
+def test_hidden_files_and_folders_are_not_training_images(tmp_path):
+    from cnntool.data.sources import load_raw
+
+    root = make_image_folder(tmp_path / "flat", per_class=4)
+    src = root / "cat" / "cat_0.png"
+    (root / "cat" / "._cat_0.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")  # macOS resource fork
+    (root / "dog" / ".hidden.png").write_bytes(src.read_bytes())
+    (root / "fox" / ".thumbs" / "deep").mkdir(parents=True)
+    (root / "fox" / ".thumbs" / "deep" / "t.png").write_bytes(src.read_bytes())
+    (root / "fox" / "sub").mkdir()
+    (root / "fox" / "sub" / "kept.png").write_bytes(src.read_bytes())
+    raw = load_raw(str(root), None, download=False)
+    names = sorted(os.path.relpath(p, root) for p in raw.train.paths)
+    assert not any(part.startswith(".") for n in names for part in n.split(os.sep)), names
+    assert len(names) == 13 and os.path.join("fox", "sub", "kept.png") in names
+    d = load_data(DataConfig(data=str(root)), default_size=24)  # the AppleDouble file would not decode
+    assert sum(d.sizes().values()) == 13

@@ -148,4 +148,25 @@ def test_eval_errors_are_one_line(tmp_path, digits_run):
     r = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert r.exit_code == 1 and "nope" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["eval", str(digits_run), "--split", "dev"])
-    assert r.exit_code == 1 and "--split 'dev'" in r.output
+    assert r.exit_code == 2 and "--split 'dev'" in r.output
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--batch-size", "0"], "--batch-size"),
+    (["-b", "-3"], "--batch-size"),
+    (["--top-wrong", "-1"], "--top-wrong"),
+])
+def test_eval_count_options_have_a_minimum(digits_run, args, flag):
+    r = runner.invoke(app, ["eval", str(digits_run), *args])
+    assert r.exit_code == 2, r.output
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and flag in errors[0] and "range()" not in r.output
+    assert "Traceback" not in r.output
+
+
+def test_evaluate_run_rejects_batch_size_zero(digits_run):
+    from cnntool.errors import ConfigError
+    from cnntool.evaluation import evaluate_run
+
+    with pytest.raises(ConfigError, match="--batch-size 0 must be >= 1"):
+        evaluate_run(digits_run, batch_size=0, plots=False)

@@ -139,5 +139,20 @@ def test_default_output_beside_the_run(run_dir):
 ])
 def test_export_errors_are_one_line(run_dir, args, message):
     result = CliRunner().invoke(app, ["export", *[a.format(run=run_dir) for a in args]])
-    assert result.exit_code == 1
+    assert result.exit_code == (2 if "--opset" in args else 1)  # 2: a bad option value
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_export_refuses_to_overwrite_a_file_that_is_not_onnx(run_dir, exported, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    result = CliRunner().invoke(app, ["export", str(run_dir), "-o", str(precious)])
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and str(precious) in lines[0] and "not an .onnx" in lines[0]
+    assert precious.read_text() == "keep me\n"
+    # re-exporting over an earlier .onnx export is allowed
+    again = tmp_path / "again.onnx"
+    again.write_bytes(exported[0].read_bytes())
+    result = CliRunner().invoke(app, ["export", str(run_dir), "-o", str(again)])
+    assert result.exit_code == 0, result.output

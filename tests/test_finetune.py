@@ -297,10 +297,10 @@ def test_mismatched_keys_are_one_clear_line(work, stripes, digits_source):
     (["--head", "mlp:x"], "--head"),
     (["--model", "tv:resnet50"], "does not match"),
 ])
-def test_bad_options_exit_1(work, stripes, digits_source, tv_source, args, needle):
+def test_bad_options_are_usage_errors(work, stripes, digits_source, tv_source, args, needle):
     src = tv_source if "--model" not in args else digits_source
     r = _invoke(["finetune", "--weights", str(src), "--data", str(stripes), "--threads", "1", *args])
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output  # bad option values are usage errors
     assert needle in r.output
 
 

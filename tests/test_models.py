@@ -91,3 +91,33 @@ def test_torchvision_models_adapt_classes_and_channels():
     eff = create_model("tv:mobilenet_v3_small", 4, 3)
     assert eff(torch.randn(2, 3, 32, 32)).shape == (2, 4)
     assert "tv:efficientnet_v2_s" in list_models(include_torchvision=True)
+
+
+class _Fails(nn.Module):
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                 "you tried to allocate 1099511627776 bytes."),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_out_of_memory_does_not_suggest_a_larger_input(error):
+    with pytest.raises(ModelError) as err:
+        check_input_size(_Fails(error), "simplecnn", 3, [100000, 100000])
+    msg = str(err.value)
+    assert "out of memory" in msg and "smaller --img-size" in msg
+    assert "try --img-size" not in msg and "\n" not in msg
+
+
+def test_other_errors_at_a_large_size_suggest_no_size():
+    with pytest.raises(ModelError) as err:
+        check_input_size(_Fails(RuntimeError("something odd")), "simplecnn", 3, [512, 512])
+    assert "try --img-size" not in str(err.value) and "something odd" in str(err.value)
+    with pytest.raises(ModelError, match="too small, try --img-size 64"):
+        check_input_size(_Fails(RuntimeError("something odd")), "simplecnn", 3, [32, 32])

@@ -258,3 +258,52 @@ def test_globs_directories_stdin_and_csv(setup):
     assert runner.invoke(app, ["predict", str(setup["onnx"]), setup["paths"][0], "--json", "--csv"]).exit_code == 2
     result = runner.invoke(app, ["predict", str(setup["onnx"]), str(setup["dir"] / "*.gif")])
     assert result.exit_code == 1 and "no image files match" in result.stderr
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "emptydir", "directory holds no image files"),
+    (lambda d: d / "nope.png", "no such file or directory"),
+    (lambda d: d / "*.xyz", "no image files match"),
+])
+def test_a_bad_input_gives_exactly_one_error_line(setup, tmp_path, make, message):
+    (tmp_path / "emptydir").mkdir()
+    arg = str(make(tmp_path))
+    result = CliRunner().invoke(app, ["predict", str(setup["onnx"]), arg])
+    assert result.exit_code == 1
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: {arg}: {message}"], result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name, data", [
+    ("random.pt", bytes(range(256)) * 4),
+    ("truncated.pth", b"PK\x03\x04" + b"\x00" * 40),
+    ("empty.ckpt", b""),
+])
+def test_torch_suffixes_go_to_the_checkpoint_loader(setup, tmp_path, name, data):
+    from cnntool.export.runtime import is_onnx_path
+
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    assert not is_onnx_path(bad)
+    assert is_onnx_path(setup["onnx"])
+    result = CliRunner().invoke(app, ["predict", str(bad), setup["paths"][0]])
+    assert result.exit_code == 1
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and f"{bad}: not a readable checkpoint" in errors[0], result.stderr
+    assert "protobuf" not in result.stderr.lower()
+
+
+def test_directory_expansion_skips_hidden_files_and_folders(setup, tmp_path):
+    from cnntool.export.runtime import expand_inputs
+
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    for rel in ("a.png", "sub/b.png", "._a.png", "sub/.b.png", ".cache/c.png"):
+        shutil.copy(setup["paths"][0], root / rel)
+    paths, failures = expand_inputs([str(root)])
+    assert failures == []
+    assert paths == [str(root / "a.png"), str(root / "sub" / "b.png")]
+    paths, _ = expand_inputs([str(root / ".cache")])  # a hidden folder named explicitly is still searched
+    assert paths == [str(root / ".cache" / "c.png")]

@@ -45,7 +45,7 @@ def test_list_names_every_recipe():
 
 def test_unknown_recipe_is_one_line():
     result = runner.invoke(app, ["recipe", "run", "nope"])
-    assert result.exit_code == 1 and "unknown recipe 'nope'" in result.output
+    assert result.exit_code == 2 and "unknown recipe 'nope'" in result.output
 
 
 @pytest.mark.parametrize("m,k,n,c,h,w,o", [(8, 3, 20, 3, 64, 64, 10), (16, 5, 64, 1, 32, 32, 10),

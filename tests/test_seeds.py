@@ -67,4 +67,4 @@ def test_jobs_run_the_same_seeds_in_parallel(tmp_path):
 
 def test_seeds_refuse_resume(tmp_path):
     result = runner.invoke(app, ["train", "--seeds", "0-1", "--resume", str(tmp_path)])
-    assert result.exit_code == 1 and "--resume" in result.output
+    assert result.exit_code == 2 and "--resume" in result.output

@@ -101,3 +101,25 @@ def test_resnet18_total_matches_counter(size):
         m(torch.zeros(1, 3, size, size))
     assert s.flops == fc.get_total_flops()
     assert sum(r.macs for r in s.layers) == s.macs
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--in-channels", "0"], "--in-channels"),
+    (["--in-channels", "-1"], "--in-channels"),
+    (["--img-size", "0"], "--img-size"),
+    (["--num-classes", "0"], "--num-classes"),
+])
+def test_summary_counts_must_be_positive(args, flag):
+    r = runner.invoke(app, ["summary", "simplecnn", *args])
+    assert r.exit_code == 2, r.output
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and flag in errors[0] and "Traceback" not in r.output
+
+
+def test_summarise_never_turns_zero_channels_into_three():
+    from cnntool.errors import ConfigError
+    from cnntool.viz.summary import summarise
+
+    with pytest.raises(ConfigError, match="--in-channels 0 must be >= 1"):
+        summarise("simplecnn", 8, in_channels=0)
+    assert summarise("simplecnn", 8, in_channels=2).input_shape == [1, 2, 8, 8]

@@ -16,8 +16,9 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env={**__import__("os").environ, "NO_COLOR": "1", "COLUMNS": "200"})
 
 
-def assert_clean_failure(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 1, proc.stderr
+def assert_clean_failure(proc: subprocess.CompletedProcess, *needles: str, code: int = 1) -> None:
+    """code 2: a bad option value (usage); 1: a problem with the data, model or files."""
+    assert proc.returncode == code, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, proc.stderr  # exactly one error line (progress lines may precede it)
     assert "Traceback" not in proc.stderr
@@ -26,19 +27,24 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, *needles: str) -> No
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--epochs", "0"], "--epochs 0"),
-    (["--lr", "-1"], "--lr -1"),
-    (["--dropout", "1.5"], "--dropout 1.5"),
-    (["--data", "/no/such/dir"], "/no/such/dir"),
-    (["--model", "nosuchnet"], "nosuchnet"),
-    (["--model", "simplecnn", "--filters", "equal32"], "--filters"),
-    (["--model", "cnn5", "--img-size", "8"], "--img-size"),
-    (["--optimizer", "rmsprop"], "rmsprop"),
+@pytest.mark.parametrize("args,needle,code", [
+    (["--epochs", "0"], "--epochs 0", 2),
+    (["--lr", "-1"], "--lr -1", 2),
+    (["--lr", "inf"], "--lr inf", 2),
+    (["--dropout", "1.5"], "--dropout 1.5", 2),
+    (["--img-size", "100000"], "--img-size 100000", 2),
+    (["--seed", "99999999999999999999"], "--seed", 2),
+    (["--optimizer", "rmsprop"], "rmsprop", 2),
+    (["--model", "simplecnn", "--filters", "equal32"], "--filters", 2),
+    (["--epochs", "many"], "--epochs", 2),
+    (["--no-such-flag"], "--no-such-flag", 2),
+    (["--data", "/no/such/dir"], "/no/such/dir", 1),
+    (["--model", "nosuchnet"], "nosuchnet", 1),
+    (["--model", "cnn5", "--img-size", "8"], "--img-size", 1),
 ])
-def test_bad_option_values(tmp_path, args, needle):
+def test_bad_option_values(tmp_path, args, needle, code):
     proc = run_cli(["train", "--epochs", "1", *args] if args[0] != "--epochs" else ["train", *args], tmp_path)
-    assert_clean_failure(proc, needle)
+    assert_clean_failure(proc, needle, code=code)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

@@ -186,3 +186,59 @@ def test_state_dict_pickle_protocol_is_plain(digits_run):
     json.dumps({k: v for k, v in ckpt.items() if k not in ("model",)})
     assert all(isinstance(v, torch.Tensor) for v in ckpt["model"].values())
     assert pickle  # the module is used above through torch.save of the Evil object
+
+
+def test_resume_refuses_finished_and_foreign_directories(digits_run, tmp_path):
+    run_dir, _ = digits_run
+    with pytest.raises(CheckpointError, match="already finished"):
+        resume(run_dir)
+    with pytest.raises(CheckpointError, match="already finished"):
+        resume(run_dir / "last.pt")  # a checkpoint inside a run means that run
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        resume(tmp_path / "empty")
+
+
+def _lenet_spec(**changes) -> ModelSpec:
+    spec = ModelSpec(arch="lenet", num_classes=3, class_names=["a", "b", "c"], in_channels=3,
+                     input_size=[16, 16], mean=[0.5] * 3, std=[0.25] * 3)
+    return spec.replace(**changes) if changes else spec
+
+
+def test_weights_that_do_not_fit_name_keys_and_shapes(tmp_path):
+    from cnntool.training.checkpoint import build_from_spec
+
+    rgb = _lenet_spec()
+    gray = _lenet_spec(in_channels=1, mean=[0.5], std=[0.25])
+    # a checkpoint whose spec says 1 channel but whose weights were trained on 3
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, {"spec": gray.to_dict(), "model": build_from_spec(rgb).state_dict()})
+    key = next(k for k, v in build_from_spec(rgb).state_dict().items() if v.dim() == 4)
+    want = list(build_from_spec(rgb).state_dict()[key].shape)
+    got = [want[0], 1, *want[2:]]
+    with pytest.raises(CheckpointError) as err:
+        load_model(bad)
+    msg = str(err.value)
+    assert msg.startswith(f"{bad}: weights do not fit the model (")
+    assert f"{key}: checkpoint {want} vs model {got}" in msg
+    assert "Error(s) in loading" not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"arch": "nosuchnet"}, "nosuchnet"),
+    ({"model_kwargs": {"bogus_option": 1}}, "bogus_option"),
+])
+def test_spec_errors_name_the_checkpoint(tmp_path, changes, words):
+    from cnntool.errors import CnnToolError
+    from cnntool.training.checkpoint import build_from_spec
+
+    spec = _lenet_spec()
+    bad = tmp_path / "odd.pt"
+    save_checkpoint(bad, {"spec": {**spec.to_dict(), **changes}, "model": build_from_spec(spec).state_dict()})
+    with pytest.raises(CnnToolError) as err:
+        load_model(bad)
+    assert str(err.value).startswith(f"{bad}: ") and words in str(err.value)
+    result = CliRunner().invoke(app, ["eval", str(bad)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and str(bad) in errors[0] and words in errors[0]

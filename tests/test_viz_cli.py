@@ -67,7 +67,7 @@ def test_dataset_and_augment(tmp_path):
     (path,) = viz("augment", "digits", "--ops", "crop_pad=2,hflip,rotate=20,cutout", "--rows", 2, "--out", tmp_path)
     check_png(path, (5 * 1.9, 2 * 2.1 + 0.5))
     r = runner.invoke(app, ["viz", "augment", "digits", "--ops", "twirl"])
-    assert r.exit_code == 1 and "twirl" in r.output
+    assert r.exit_code == 2 and "twirl" in r.output
 
 
 def test_filters(runs, tmp_path):
@@ -111,7 +111,7 @@ def test_cam_and_saliency(runs, tmp_path):
 
 def test_viz_errors_are_one_line(runs, tmp_path):
     r = runner.invoke(app, ["viz", "saliency", str(runs["base"])])
-    assert r.exit_code == 1 and "--from-split" in r.output
+    assert r.exit_code == 2 and "--from-split" in r.output
     r = runner.invoke(app, ["viz", "cam", str(runs["base"]), str(tmp_path / "missing.png")])
     assert r.exit_code == 1 and "missing.png" in r.output
     r = runner.invoke(app, ["viz", "curves", str(tmp_path)])

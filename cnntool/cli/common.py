@@ -10,22 +10,43 @@ import os
 import sys
 from typing import Any
 
+import math
+
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
+
+try:  # Typer >= 0.20 vendors click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer on real click
+    from click.exceptions import UsageError
 
 DEBUG_ENV = "CNNTOOL_DEBUG"
 
 
-def stderr_console() -> Console:
-    """Human output goes to stderr; rich already honours NO_COLOR and disables redraw off a TTY."""
-    return Console(stderr=True, highlight=False, soft_wrap=False)
+def stderr_console(soft_wrap: bool = False) -> Console:
+    """Human output goes to stderr; no live redraw off a TTY (rich), no styling at all under NO_COLOR."""
+    plain = os.environ.get("NO_COLOR", "") != ""
+    return Console(stderr=True, highlight=False, soft_wrap=soft_wrap, color_system=None if plain else "auto")
 
 
 def print_json(obj: Any) -> None:
-    """One JSON document on stdout, for shell pipelines."""
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    """One JSON document on stdout, for shell pipelines: strict JSON (NaN and infinity become null)."""
+    sys.stdout.write(json.dumps(_finite_json(obj), default=_json_default, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def _finite_json(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return _finite_json(obj.tolist())
+    return obj
 
 
 def _json_default(o: Any) -> Any:
@@ -57,25 +78,35 @@ def error_line(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__}: {text}); run with --debug for the traceback"
 
 
+def print_error(message: str) -> None:
+    stderr_console(soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
 class ErrorHandlingGroup(typer.core.TyperGroup):
-    """Turn every exception into one red line on stderr and exit 1 (Typer keeps exit 2 for usage)."""
+    """The one place exceptions become exit codes: one red line on stderr, exit 2 for bad usage (unknown
+    or malformed options, out-of-range values), 1 for everything else; a traceback only with --debug."""
 
     def invoke(self, ctx: Any) -> Any:
+        from cnntool.errors import ConfigError
+
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            if debug_enabled():
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else "cnntool"
+            print_error(f"{exc.format_message()} (see '{where} --help')")
+            raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
-            raise  # Typer's own: usage errors keep exit code 2
+            raise
         except KeyboardInterrupt:
             stderr_console().print("[red]interrupted[/red]")
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - this is the one place exceptions become exit codes
             if debug_enabled():
                 raise
-            from rich.markup import escape
-
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"[bold red]error:[/bold red] {escape(error_line(exc))}")
-            raise typer.Exit(1) from None
+            print_error(error_line(exc))
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
 
 
 def not_implemented(command: str) -> None:

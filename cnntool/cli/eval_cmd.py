@@ -19,8 +19,8 @@ def eval_command(
     which: Annotated[str, typer.Option("--which", help="Checkpoint of a run directory: best or last.")] = "best",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the result files "
                                                "(default: RUN/eval, RUN/eval_val for --split val).")] = None,
-    top_wrong: Annotated[int, typer.Option("--top-wrong", help="How many most confidently wrong examples.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Batch size.")] = 256,
+    top_wrong: Annotated[int, typer.Option("--top-wrong", min=0, help="How many most confidently wrong examples.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size.")] = 256,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write the CSV/JSON files only.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print every result as one JSON object on stdout.")] = False,

@@ -66,10 +66,13 @@ def finetune(
     Example: [bold]cnntool finetune --model tv:resnet18 --weights imagenet --data path/to/folder --strategy linear[/bold]
     """
     given = dict(locals())
+    from cnntool.configfile import blame_config_file
+
+    from_file: set[str] = set()
     if config is not None:
         from cnntool.configfile import merge_config
 
-        given = merge_config(given, config, "finetune")  # flags given on the command line win
+        given = merge_config(given, config, "finetune", taken=from_file)  # flags given on the command line win
     ft_names = ("model", "weights", "strategy", "k", "unfreeze_every", "freeze_first", "head", "head_dropout",
                 "backbone_lr_mult", "norm")
     skip = ("runs_root", "name", "out", "resume", "json", "quiet", "compare", "config") + ft_names
@@ -82,8 +85,12 @@ def finetune(
     from cnntool.finetune import finetune as run_finetune
     from cnntool.training import Reporter
 
-    cfg = RunConfig.from_flat(options, runs_root=runs_root, name=name, out=out, resume=resume)
-    ft = FinetuneOptions(**ft_values)
+    with blame_config_file(config, from_file):
+        cfg = RunConfig.from_flat(options, runs_root=runs_root, name=name, out=out, resume=resume)
+        ft = FinetuneOptions(**ft_values)
+        if from_file:
+            cfg.validate()  # now, so that a bad value from the file is reported with the file's name
+            ft.validate()
     if compare:
         _compare(cfg, ft, compare, console, json, quiet)
         return

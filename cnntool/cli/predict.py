@@ -58,7 +58,11 @@ def predict(
     for f in failures:
         console.print(f"[bold red]error:[/bold red] {escape(f.error)}", soft_wrap=True)
     if not paths:
-        raise DataError("no image files to predict" + (" (see the errors above)" if failures else ""))
+        if not failures:
+            raise DataError("no image files to predict")
+        if not quiet:  # each bad input already has its one error line
+            console.print(f"0 image(s) predicted, {len(failures)} failed")
+        raise typer.Exit(1)
 
     k = min(top_k, backend.spec.num_classes)
     writer = _csv.writer(sys.stdout, lineterminator="\n") if csv else None

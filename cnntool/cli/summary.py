@@ -12,11 +12,11 @@ from cnntool.cli.common import print_json, stderr_console
 def summary(
     target: Annotated[str, typer.Argument(help="Model name (cnntool train --list-models) or run directory / "
                                                 "checkpoint.", show_default=False)],
-    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input side in pixels (default: the run's "
+    img_size: Annotated[Optional[int], typer.Option("--img-size", min=1, help="Input side in pixels (default: the run's "
                                                     "input size, or the model's default).")] = None,
-    in_channels: Annotated[Optional[int], typer.Option("--in-channels", help="Input channels for a model name "
+    in_channels: Annotated[Optional[int], typer.Option("--in-channels", min=1, help="Input channels for a model name "
                                                        "(default 3).")] = None,
-    num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="Classes for a model name "
+    num_classes: Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Classes for a model name "
                                                        "(default 10).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the table and totals as JSON on stdout.")] = False,
 ) -> None:

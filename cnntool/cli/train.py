@@ -51,10 +51,13 @@ def train(
     options = {k: v for k, v in locals().items()
                if k not in ("runs_root", "name", "out", "resume", "list_models", "json", "quiet", "seeds", "jobs",
                             "config")}
+    from cnntool.configfile import blame_config_file
+
+    from_file: set[str] = set()
     if config is not None:
         from cnntool.configfile import merge_config
 
-        options = merge_config(options, config, "train")  # flags given on the command line win
+        options = merge_config(options, config, "train", taken=from_file)  # flags given on the command line win
     console = stderr_console()
     if list_models:
         _print_models(json)
@@ -64,7 +67,10 @@ def train(
     from cnntool.training import Reporter, fit
     from cnntool.training.distributed import is_main_process
 
-    cfg = RunConfig.from_flat(options, runs_root=runs_root, name=name, out=out, resume=resume)
+    with blame_config_file(config, from_file):
+        cfg = RunConfig.from_flat(options, runs_root=runs_root, name=name, out=out, resume=resume)
+        if from_file:
+            cfg.validate()  # now, so that a bad value from the file is reported with the file's name
     if seeds is not None:
         _train_seeds(cfg, seeds, jobs, console, json, quiet)
         return

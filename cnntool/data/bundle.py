@@ -191,6 +191,10 @@ def _stratified(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
+    held = int(np.ceil(fraction * len(idx)))
+    if held < 1 or held >= len(idx):
+        raise DataError(f"a split fraction of {fraction} of {len(idx)} images leaves one side empty "
+                        f"(check --val-fraction / --test-fraction)")
     try:
         a, b = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
     except ValueError:  # a class too small to stratify: fall back to a plain seeded split

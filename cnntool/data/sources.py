@@ -262,7 +262,10 @@ def _scan(root: Path, classes: list[str], require_all: bool = True) -> FilePart:
             if require_all:
                 raise DataError(f"{folder}: class folder missing")
             continue
-        files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+        # hidden files (macOS ``._x.png`` AppleDouble, ``.x``) and anything under a hidden folder are skipped
+        files = sorted(str(p) for p in folder.rglob("*")
+                       if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                       and p.is_file() and is_image_file(p))
         if not files:
             raise DataError(f"{folder}: class folder has no images")
         paths += files

@@ -21,7 +21,7 @@ def expand_runs(patterns: list[str]) -> list[Path]:
     for pat in patterns:
         matches = sorted(glob.glob(pat)) if glob.has_magic(pat) else [pat]
         if not matches:
-            raise ConfigError(f"{pat!r} matches no run directory")
+            raise CheckpointError(f"{pat!r} matches no run directory")
         for m in matches:
             p = Path(m)
             if glob.has_magic(pat) and not (p / "metrics.csv").is_file():

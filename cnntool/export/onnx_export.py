@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cnntool import __version__
-from cnntool.errors import CnnToolError, ConfigError, ModelError
+from cnntool.errors import CheckpointError, CnnToolError, ConfigError, ModelError
 from cnntool.export.metadata import spec_to_metadata
 from cnntool.spec import ModelSpec
 
@@ -96,6 +96,7 @@ def export_onnx(target: str | Path, out: str | Path | None = None, opset: int = 
     if img_size is not None and [img_size, img_size] != list(spec.input_size):
         model, spec = _resize_model(spec, ckpt, img_size, resolve_checkpoint(target))
     out = Path(out) if out is not None else default_output(target)
+    check_output_path(out)
     say("reading sample images from the run's data set")
     images, note = sample_run_images(ckpt, spec)
     return export_model(model, spec, out, opset=opset, static_batch=static_batch, atol=atol, exporter=exporter,
@@ -106,6 +107,17 @@ def default_output(target: str | Path) -> Path:
     """``RUN/model.onnx`` for a run directory, ``NAME.onnx`` beside a checkpoint ``NAME.pt``."""
     p = Path(target)
     return p / "model.onnx" if p.is_dir() else p.with_suffix(".onnx")
+
+
+def check_output_path(out: Path) -> None:
+    """The file ``-o`` names must be new, or an earlier ONNX export (``.onnx``): never overwrite other files."""
+    if out.is_dir():
+        raise ConfigError(f"-o {out} is a directory; give a file name such as {out / 'model.onnx'}")
+    if not out.parent.is_dir():
+        raise CheckpointError(f"-o {out}: folder {out.parent} does not exist")
+    if (out.exists() or out.is_symlink()) and out.suffix.lower() != ".onnx":
+        raise ConfigError(f"-o {out}: file exists and is not an .onnx export; not overwriting it "
+                          f"(remove it or choose another name)")
 
 
 def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int = DEFAULT_OPSET,
@@ -120,10 +132,7 @@ def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int 
     notes = list(notes or [])
     _check_options(opset, atol, exporter)
     out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"-o {out} is a directory; give a file name such as {out / 'model.onnx'}")
-    if not out.parent.is_dir():
-        raise ConfigError(f"-o {out}: folder {out.parent} does not exist")
+    check_output_path(out)
     model = model.cpu().eval()
     say(f"exporting {spec.arch} to ONNX (opset {opset})")
     proto, used, note = to_onnx(model, spec, opset, static_batch, exporter)

@@ -136,7 +136,7 @@ def expand_inputs(inputs: Iterable[str], stdin: TextIO | None = None) -> tuple[l
     def add(item: str) -> None:
         p = Path(item)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            found = _images_under(p)
             if not found:
                 failures.append(Failure(item, f"{item}: directory holds no image files"))
             paths.extend(found)
@@ -147,7 +147,7 @@ def expand_inputs(inputs: Iterable[str], stdin: TextIO | None = None) -> tuple[l
             files: list[str] = []
             for m in matches:
                 if Path(m).is_dir():
-                    files.extend(sorted(str(f) for f in Path(m).rglob("*") if f.is_file() and is_image_file(f)))
+                    files.extend(_images_under(Path(m)))
                 elif is_image_file(m):
                     files.append(m)
             if not files:
@@ -169,6 +169,13 @@ def expand_inputs(inputs: Iterable[str], stdin: TextIO | None = None) -> tuple[l
     seen: set[str] = set()
     unique = [p for p in paths if not (p in seen or seen.add(p))]
     return unique, failures
+
+
+def _images_under(folder: Path) -> list[str]:
+    """Image files below ``folder``, skipping hidden ones (``.x``, macOS ``._x.png``) and hidden folders."""
+    return sorted(str(f) for f in folder.rglob("*")
+                  if not any(part.startswith(".") for part in f.relative_to(folder).parts)
+                  and f.is_file() and is_image_file(f))
 
 
 def load_images(paths: Sequence[str], spec: ModelSpec, threads: int | None = None
@@ -231,16 +238,23 @@ def predict_files(backend: Backend, paths: Sequence[str], batch_size: int = 32, 
             on_progress(done, len(paths))
 
 
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
 def is_onnx_path(target: str | Path) -> bool:
-    """``.onnx`` files (and any file that is not a zip, as torch checkpoints are) go to onnxruntime;
-    run directories and checkpoints to torch."""
+    """``.onnx`` files go to onnxruntime; run directories and ``.pt``/``.pth``/``.ckpt`` files to torch
+    (whose loader names an unreadable checkpoint as such). Only a file with another extension is sniffed:
+    a zip (as torch checkpoints are) goes to torch, anything else to onnxruntime."""
     import zipfile
 
     p = Path(target)
     if p.is_dir():
         return False
-    if str(target).lower().endswith(".onnx"):
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
         return True
+    if suffix in TORCH_SUFFIXES:
+        return False
     return p.is_file() and not zipfile.is_zipfile(p)
 
 

@@ -107,6 +107,13 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, input_size: 
         raise ConfigError(f"model {name}: {e}") from None
 
 
+# Error text that means the input was too large (memory) or too small (a map shrank to nothing).
+OUT_OF_MEMORY = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory",
+                 "defaultcpuallocator", "failed to allocate")
+TOO_SMALL = ("too small", "can't be greater than", "cannot be greater than", "expected", "output size is")
+SMALL_SIDE = 64  # below this, an input that a model cannot take is taken to be too small
+
+
 def check_input_size(model: nn.Module, name: str, in_channels: int, input_size: list[int]) -> None:
     """Fail before training, with one line, if the network cannot take this input size."""
     info = get_model_info(name)
@@ -116,9 +123,15 @@ def check_input_size(model: nn.Module, name: str, in_channels: int, input_size: 
     try:
         with torch.no_grad():
             model(torch.zeros(1, in_channels, h, w))
-    except RuntimeError as e:
+    except RuntimeError as e:  # torch.OutOfMemoryError is one too
         first = str(e).strip().splitlines()[0][:160]
-        raise ModelError(f"model {name} cannot take {h}×{w} input ({first}); "
-                         f"try --img-size {max(info.min_size, h * 2)}") from None
+        text = str(e).lower()
+        if isinstance(e, getattr(torch, "OutOfMemoryError", ())) or any(m in text for m in OUT_OF_MEMORY):
+            raise ModelError(f"model {name} cannot take {h}×{w} input: too large, out of memory ({first}); "
+                             f"try a smaller --img-size") from None
+        if any(m in text for m in TOO_SMALL) or min(h, w) < max(SMALL_SIDE, info.min_size):
+            raise ModelError(f"model {name} cannot take {h}×{w} input ({first}); the input is too small, "
+                             f"try --img-size {max(info.min_size, h * 2)}") from None
+        raise ModelError(f"model {name} cannot take {h}×{w} input ({first})") from None
     finally:
         model.train(was_training)

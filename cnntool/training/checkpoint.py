@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntool.errors import CheckpointError
+from cnntool.errors import CheckpointError, ConfigError, ModelError
 from cnntool.spec import ModelSpec
 
 FORMAT = "cnntool-checkpoint"
@@ -81,7 +81,20 @@ def spec_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelSpec:
     if ckpt.get("format") != FORMAT or "spec" not in ckpt:
         raise CheckpointError(f"{path}: not a cnntool checkpoint (no model spec); "
                               f"a plain state_dict can be used with `cnntool finetune --weights`")
-    return ModelSpec.from_dict(ckpt["spec"])
+    if not isinstance(ckpt["spec"], dict):
+        raise CheckpointError(f"{path}: model spec is a {type(ckpt['spec']).__name__}, not a mapping")
+    try:
+        return ModelSpec.from_dict(ckpt["spec"])
+    except (CheckpointError, ModelError, ConfigError) as e:
+        raise _named(e, path) from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid model spec ({str(e).strip().splitlines()[0][:200]})") from None
+
+
+def _named(e: Exception, path: Path | str) -> Exception:
+    """The same error with the checkpoint's path in front (once)."""
+    msg = str(e)
+    return e if msg.startswith(f"{path}:") else type(e)(f"{path}: {msg}")
 
 
 def build_from_spec(spec: ModelSpec) -> nn.Module:
@@ -91,7 +104,21 @@ def build_from_spec(spec: ModelSpec) -> nn.Module:
                         **spec.model_kwargs)
 
 
+def shape_mismatches(model: nn.Module, state: dict[str, Any]) -> list[str]:
+    """``key: checkpoint [..] vs model [..]`` for each tensor whose shape differs from the model's."""
+    own = model.state_dict()
+    return [f"{key}: checkpoint {list(value.shape)} vs model {list(own[key].shape)}"
+            for key, value in state.items()
+            if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape)]
+
+
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: weights are a {type(state).__name__}, not a state_dict")
+    bad = shape_mismatches(model, state)
+    if bad:
+        more = f"; {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(f"{path}: weights do not fit the model ({'; '.join(bad[:3])}{more})")
     result = model.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
@@ -108,7 +135,10 @@ def load_model(target: str | Path, which: str = "best", device: str | torch.devi
     path = resolve_checkpoint(target, which)
     ckpt = load_checkpoint(path)
     spec = spec_of(ckpt, path)
-    model = build_from_spec(spec)
+    try:
+        model = build_from_spec(spec)
+    except (CheckpointError, ModelError, ConfigError) as e:
+        raise _named(e, path) from None
     try:
         load_state(model, ckpt["model"], path)
     except RuntimeError as e:

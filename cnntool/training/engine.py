@@ -112,8 +112,14 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, A
     """Continue a run from its last.pt to the same result an uninterrupted run reaches."""
     import cnntool.finetune  # noqa: F401 - registers PREPARERS["finetune"] (imported here: no import cycle)
     run_dir = Path(run_dir)
+    if run_dir.is_file() and run_dir.name in ("last.pt", "best.pt"):
+        run_dir = run_dir.parent  # a checkpoint inside a run directory means that run
     if not run_dir.is_dir():
         raise CheckpointError(f"--resume {run_dir}: no such run directory")
+    if not (run_dir / "config.json").is_file():
+        raise CheckpointError(f"--resume {run_dir}: not a run directory (no config.json)")
+    if (run_dir / "summary.json").is_file():
+        raise CheckpointError(f"--resume {run_dir}: that run already finished (summary.json); start a new run")
     saved = read_json(run_dir / "config.json")
     command = saved.get("command", "train")
     if command not in PREPARERS:
@@ -288,8 +294,9 @@ class Trainer:
             loss = F.cross_entropy(out.float(), y, label_smoothing=tcfg.label_smoothing)
         self.global_step += 1
         if not self.dist.all_true(bool(torch.isfinite(loss))):  # all ranks stop together
-            raise TrainingError(f"non-finite loss at step {self.global_step}; "
-                                f"the last good checkpoint is kept (try a lower --lr)")
+            kept = "the last good checkpoint is kept" if self.wrote_checkpoint else "no checkpoint was written"
+            raise TrainingError(f"non-finite loss at step {self.global_step}; {kept} "
+                                f"(try a lower --lr, or check the augmentation options)")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if tcfg.grad_clip:

@@ -114,8 +114,9 @@ def summarise(target: str, img_size: int | None = None, in_channels: int | None 
     from cnntool.errors import ConfigError
     from cnntool.models import check_input_size, create_model, get_model_info
 
-    if img_size is not None and img_size < 1:
-        raise ConfigError(f"--img-size {img_size} must be >= 1")
+    for flag, value in (("--img-size", img_size), ("--in-channels", in_channels), ("--num-classes", num_classes)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value} must be >= 1")
     p = Path(target)
     if p.exists():
         from cnntool.evaluation import load_run
@@ -131,9 +132,9 @@ def summarise(target: str, img_size: int | None = None, in_channels: int | None 
         s.extra["num_classes"] = spec.num_classes
         return s
     info = get_model_info(target)  # unknown name -> ModelError listing the models
-    size = [img_size or info.default_size] * 2
-    c = in_channels or 3
-    k = num_classes or 10
+    size = [img_size if img_size is not None else info.default_size] * 2
+    c = in_channels if in_channels is not None else 3
+    k = num_classes if num_classes is not None else 10
     model = create_model(target, k, c, input_size=size, **(model_options or {}))
     check_input_size(model, target, c, size)
     s = model_summary(model, size, c, target)

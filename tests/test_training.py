@@ -242,3 +242,11 @@ def test_spec_errors_name_the_checkpoint(tmp_path, changes, words):
     assert result.exit_code != 0 and "Traceback" not in result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and str(bad) in errors[0] and words in errors[0]
+
+
+def test_checkpoint_from_a_newer_format_is_refused(digits_run, tmp_path):
+    run_dir, _ = digits_run
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    torch.save({**ckpt, "format_version": 999}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="newer cnntool"):
+        load_model(tmp_path / "future.pt")

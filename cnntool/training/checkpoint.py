@@ -78,6 +78,10 @@ def resolve_checkpoint(target: str | Path, which: str = "best") -> Path:
 
 
 def spec_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelSpec:
+    version = ckpt.get("format_version", FORMAT_VERSION)
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version} was written by a newer cnntool "
+                              f"(this one reads format {FORMAT_VERSION}); upgrade cnntool")
     if ckpt.get("format") != FORMAT or "spec" not in ckpt:
         raise CheckpointError(f"{path}: not a cnntool checkpoint (no model spec); "
                               f"a plain state_dict can be used with `cnntool finetune --weights`")

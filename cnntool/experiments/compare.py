@@ -91,9 +91,11 @@ def compare_runs(patterns: list[str], sort: str | None = None, plot: str | Path 
               "options": {k: r["options"].get(k) for k in differ}} for label, r in zip(_labels(runs), runs)]
     result = {"runs": table, "differing_options": differ, "sort": sort, "plot": None}
     if plot:
-        from cnntool.experiments.plots import curves_figure
+        from cnntool.viz.curves import plot_curves
 
-        result["plot"] = curves_figure([(row["label"], r["curve"]) for row, r in zip(table, runs)], plot)
+        plot = Path(plot)
+        result["plot"] = str(plot_curves([r["run"] for r in runs], plot.parent, title=f"{len(runs)} runs",
+                                         filename=plot.name))
     return result
 
 

@@ -1,7 +1,6 @@
-"""Small matplotlib figures for sweeps, seed groups and comparisons (Agg backend, imported lazily).
+"""Small matplotlib figures for sweeps and seed groups (Agg backend, imported lazily).
 
-Note: ``cnntool viz curves`` draws single-run curves in ``cnntool.viz``; ``curves_figure`` here overlays
-several runs and could share code with it.
+Overlaid training curves of several runs are ``cnntool.viz.curves.plot_curves``.
 """
 
 from __future__ import annotations
@@ -33,27 +32,6 @@ def epoch_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The epoch-end rows of a metrics.csv (integer epochs); all rows if there are none."""
     ends = [r for r in rows if r.get("epoch") is not None and float(r["epoch"]).is_integer()]
     return ends or rows
-
-
-def curves_figure(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: str | Path) -> str:
-    """Overlaid loss and accuracy curves (val solid, train dashed) of several runs."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, rows) in enumerate(runs):
-        c = colors[i % len(colors)]
-        x = [r["epoch"] for r in rows]
-        for ax, metric in zip(axes, ("loss", "acc")):
-            ax.plot(x, [r.get(f"val_{metric}") for r in rows], color=c, label=label)
-            ax.plot(x, [r.get(f"train_{metric}") for r in rows], color=c, linestyle="--", alpha=0.6)
-    for ax, name in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    axes[0].set_title("loss (val solid, train dashed)")
-    axes[1].set_title("accuracy (val solid, train dashed)")
-    axes[1].legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
 
 
 def band_figure(per_seed: Sequence[list[dict[str, Any]]], path: str | Path, title: str = "") -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable
 
 from cnntool.config import RunConfig
@@ -62,29 +61,12 @@ def compare_strategies(cfg: RunConfig, ft: FinetuneOptions, strategies: list[str
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    plot = plot_curves(rows, out / "curves.png")
+    from cnntool.viz.curves import plot_curves
+
+    plot = plot_curves([r["run_dir"] for r in rows], out, title="fine-tuning strategies")
     summary = {"out": str(out), "plot": str(plot), "strategies": rows}
     write_json(out / "strategies.json", summary)
     return summary
-
-
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Validation accuracy and training loss per epoch, one line per strategy."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_acc, ax_loss = fig.subplots(1, 2)
-    for row in rows:
-        ep = [c["epoch"] for c in row["curves"]]
-        ax_acc.plot(ep, [c["val_acc"] for c in row["curves"]], marker="o", label=row["strategy"])
-        ax_loss.plot(ep, [c["train_loss"] for c in row["curves"]], marker="o", label=row["strategy"])
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    for ax in (ax_acc, ax_loss):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.savefig(path, dpi=110)
-    return path
 
 
 def table(summary: dict[str, Any]):

@@ -104,7 +104,7 @@ def _mean_std(members: list[RunCurves], x: str, y: str) -> tuple[np.ndarray, np.
 
 
 def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x: str = "epoch",
-                title: str | None = None) -> Path:
+                title: str | None = None, filename: str | None = None) -> Path:
     """``curves.png`` in ``out_dir`` (default ``RUN/plots``, or ``plots/`` for several runs): loss (left) and
     accuracy (right) per ``x`` (epoch or step), validation solid, training dashed.
 
@@ -156,4 +156,5 @@ def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x
     fig.suptitle(title, fontsize=12)
     if out_dir is None:
         out_dir = (loaded[0].path / "plots") if len(loaded) == 1 else Path("plots")
-    return save(fig, Path(out_dir) / ("curves.png" if x == "epoch" else "curves_step.png"))
+    name = filename or ("curves.png" if x == "epoch" else "curves_step.png")
+    return save(fig, Path(out_dir) / name)

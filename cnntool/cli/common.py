@@ -107,17 +107,3 @@ class ErrorHandlingGroup(typer.core.TyperGroup):
                 raise
             print_error(error_line(exc))
             raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
-
-
-def not_implemented(command: str) -> None:
-    stderr_console().print(f"[red]error:[/red] cnntool {command} is not implemented yet")
-    raise typer.Exit(1)
-
-
-def parse_int_list(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=option) from None

@@ -76,6 +76,11 @@ def read_cifar_batch(path: str | Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+def read_cifar_images(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels of one CIFAR python batch file."""
+    return cifar_images(read_cifar_batch(path), Path(path))
+
+
 def cifar_images(batch: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(batch.get("data"))
     labels = batch.get("labels", batch.get("fine_labels"))

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from cnntool.data.formats import cifar_images, read_cifar_batch, read_idx
+from cnntool.data.formats import read_cifar_batch, read_cifar_images, read_idx
 from cnntool.data.preprocess import is_image_file
 from cnntool.errors import DataError
 
@@ -156,8 +156,8 @@ def cifar10(root: Path, download: bool) -> RawData:
 
     _fetch("CIFAR-10", root, download, base, fetch)
     meta = read_cifar_batch(base / "batches.meta")
-    train = [cifar_images(read_cifar_batch(base / f"data_batch_{i}"), base / f"data_batch_{i}") for i in range(1, 6)]
-    test = cifar_images(read_cifar_batch(base / "test_batch"), base / "test_batch")
+    train = [read_cifar_images(base / f"data_batch_{i}") for i in range(1, 6)]
+    test = read_cifar_images(base / "test_batch")
     return RawData("cifar10", _names(meta["label_names"]), 3,
                    train=ArrayPart(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])),
                    test=ArrayPart(*test), native_size=(32, 32),
@@ -174,8 +174,8 @@ def cifar100(root: Path, download: bool) -> RawData:
 
     _fetch("CIFAR-100", root, download, base, fetch)
     meta = read_cifar_batch(base / "meta")
-    train = cifar_images(read_cifar_batch(base / "train"), base / "train")
-    test = cifar_images(read_cifar_batch(base / "test"), base / "test")
+    train = read_cifar_images(base / "train")
+    test = read_cifar_images(base / "test")
     return RawData("cifar100", _names(meta["fine_label_names"]), 3,
                    train=ArrayPart(*train), test=ArrayPart(*test), native_size=(32, 32),
                    mean=[0.5071, 0.4865, 0.4409], std=[0.2673, 0.2564, 0.2762])

@@ -12,8 +12,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnntool.errors import ConfigError
+from cnntool.spec import MAX_SIDE as MAX_IMG_SIZE  # one bound for flags and for specs read from files
 
-MAX_IMG_SIZE = 4096  # the same bound ModelSpec puts on input sizes read from files
+
+# The names each choice-valued option accepts, defined once: validation, --help and tests read them here,
+# and the implementing module (training/optim.py, models/layers.py, finetune/strategy.py) is keyed by them.
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "cosine", "step", "onecycle")
+MONITORS = ("val_acc", "val_loss")
+AMP_MODES = ("none", "bf16", "fp16")
+CONV_IMPLS = ("torch", "numba")
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "gelu", "silu", "mish")
+STRATEGIES = ("full", "linear", "bn", "last-k", "gradual")
+NORMS = ("auto", "weights", "data")
+HEADS = "linear, or mlp:W1[,W2...] (hidden widths, e.g. mlp:512,128)"
+HEAD_DEFAULT = "linear"
+HEAD_DROPOUT_DEFAULT = 0.0
 
 AUGMENT_PRESETS = {
     "none": {},
@@ -77,10 +91,11 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = "simplecnn"
-    bn: bool | None = None  # None: the model's own default (BatchNorm on for resnet18, off elsewhere)
-    dropout: float = 0.0
-    bias: bool = True
-    activation: str = "relu"
+    # None means "not given": the builder's own default applies (alexnet's dropout 0.5, resnet18's BatchNorm).
+    bn: bool | None = None
+    dropout: float | None = None
+    bias: bool | None = None
+    activation: str | None = None
     filters: str | None = None
     kernels: str | None = None
     dense: int | None = None
@@ -88,9 +103,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         _finite(self, "dropout")
-        _check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "must be in [0, 1)")
+        _check(self.dropout is None or 0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "must be in [0, 1)")
+        _check(self.activation is None or self.activation in ACTIVATIONS, "--activation", self.activation,
+               f"must be one of {', '.join(ACTIVATIONS)}")
         _check(self.dense is None or 1 <= self.dense <= 1_000_000, "--dense", self.dense, "must be in 1..1000000")
-        _check(self.conv_impl in ("torch", "numba"), "--conv-impl", self.conv_impl, "must be torch or numba")
+        _check(self.conv_impl in CONV_IMPLS, "--conv-impl", self.conv_impl, f"must be one of {', '.join(CONV_IMPLS)}")
 
     def builder_kwargs(self) -> dict[str, Any]:
         """Options handed to the model builder (everything but the name and the conv implementation)."""
@@ -128,12 +145,11 @@ class TrainConfig:
         _finite(self, "lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "label_smoothing", "grad_clip")
         _check(self.epochs >= 1, "--epochs", self.epochs, "must be >= 1")
         _check(self.batch_size >= 1, "--batch-size", self.batch_size, "must be >= 1")
-        _check(self.optimizer in ("sgd", "adam", "adamw"), "--optimizer", self.optimizer, "must be sgd, adam or adamw")
+        _check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
         _check(self.lr > 0, "--lr", self.lr, "must be > 0")
         _check(self.weight_decay >= 0, "--weight-decay", self.weight_decay, "must be >= 0")
         _check(0 <= self.momentum < 1, "--momentum", self.momentum, "must be in [0, 1)")
-        _check(self.scheduler in ("none", "cosine", "step", "onecycle"), "--scheduler", self.scheduler,
-               "must be none, cosine, step or onecycle")
+        _check(self.scheduler in SCHEDULERS, "--scheduler", self.scheduler, f"must be one of {', '.join(SCHEDULERS)}")
         _check(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0, "--warmup-epochs",
                self.warmup_epochs, f"must be in [0, --epochs={self.epochs})")
         _check(self.step_size >= 0, "--step-size", self.step_size, "must be >= 0")
@@ -141,11 +157,11 @@ class TrainConfig:
         _check(0 <= self.label_smoothing < 1, "--label-smoothing", self.label_smoothing, "must be in [0, 1)")
         _check(self.grad_clip >= 0, "--grad-clip", self.grad_clip, "must be >= 0")
         _check(self.eval_every >= 0, "--eval-every", self.eval_every, "must be >= 0 steps")
-        _check(self.monitor in ("val_acc", "val_loss"), "--monitor", self.monitor, "must be val_acc or val_loss")
+        _check(self.monitor in MONITORS, "--monitor", self.monitor, f"must be one of {', '.join(MONITORS)}")
         _check(self.patience >= 0, "--patience", self.patience, "must be >= 0")
         _check(self.threads is None or 1 <= self.threads <= 1024, "--threads", self.threads, "must be in 1..1024")
         _check(0 <= self.seed < 2**32, "--seed", self.seed, "must be in 0..2**32-1")
-        _check(self.amp in ("none", "bf16", "fp16"), "--amp", self.amp, "must be none, bf16 or fp16")
+        _check(self.amp in AMP_MODES, "--amp", self.amp, f"must be one of {', '.join(AMP_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ class RunConfig:
     resume: str | None = None
 
     def validate(self) -> None:
+        check_run_name(self.name)
         self.data.validate()
         self.model.validate()
         self.train.validate()
@@ -195,6 +212,68 @@ class RunConfig:
 
 
 OPTION_GROUPS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Fine-tuning starts from good weights: fewer epochs and a smaller peak learning rate than `train`.
+FINETUNE_TRAIN_DEFAULTS = {"epochs": 10, "lr": 1e-3}
+
+
+def parse_head(spec: str) -> list[int]:
+    """``linear`` -> [], ``mlp:512,128`` -> [512, 128] (hidden layer widths)."""
+    text = (spec or "").strip().lower()
+    if text == "linear":
+        return []
+    kind, _, rest = text.partition(":")
+    if kind == "mlp":
+        try:
+            hidden = [int(v) for v in rest.replace(" ", "").split(",") if v]
+        except ValueError:
+            hidden = []
+        if hidden and all(1 <= h <= MAX_HEAD_WIDTH for h in hidden):
+            return hidden
+    raise ConfigError(f"--head {spec!r} must be {HEADS}, widths in 1..{MAX_HEAD_WIDTH}")
+
+
+MAX_HEAD_WIDTH = 65536
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    model: str | None = None  # default: the --weights run's architecture, else tv:resnet18
+    weights: str = "imagenet"
+    strategy: str = "full"
+    k: int = 1
+    unfreeze_every: int = 1
+    freeze_first: int = 0
+    head: str = HEAD_DEFAULT
+    head_dropout: float = HEAD_DROPOUT_DEFAULT
+    backbone_lr_mult: float = 1.0
+    norm: str = "auto"
+
+    def validate(self) -> None:
+        _finite(self, "head_dropout", "backbone_lr_mult")
+        _check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"must be one of {', '.join(STRATEGIES)}")
+        _check(1 <= self.k <= 10_000, "--k", self.k, "must be in 1..10000")
+        _check(1 <= self.unfreeze_every <= 10_000, "--unfreeze-every", self.unfreeze_every, "must be in 1..10000 epochs")
+        _check(0 <= self.freeze_first <= 10_000, "--freeze-first", self.freeze_first, "must be in 0..10000")
+        parse_head(self.head)
+        _check(0.0 <= self.head_dropout < 1.0, "--head-dropout", self.head_dropout, "must be in [0, 1)")
+        _check(self.backbone_lr_mult > 0, "--backbone-lr-mult", self.backbone_lr_mult,
+               "must be > 0 (freeze with --strategy instead)")
+        _check(self.norm in NORMS, "--norm", self.norm, f"must be one of {', '.join(NORMS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_flat(cls, options: dict[str, Any]) -> FinetuneOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k.replace("-", "_"): v for k, v in options.items() if k.replace("-", "_") in names})
+
+
+# Which option groups each training command reads (config files and sweeps accept exactly these keys).
+COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
+    "train": (DataConfig, ModelConfig, TrainConfig),
+    "finetune": (DataConfig, FinetuneOptions, TrainConfig),
+}
 
 
 def split_flat(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -207,6 +286,13 @@ def split_flat(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"unknown option {key!r}")
         groups[names[norm]][norm] = value
     return groups
+
+
+def check_run_name(name: str | None) -> None:
+    """--name is one plain folder name: no separator, not . or .., nothing a terminal would interpret."""
+    if name is not None and ("/" in name or "\\" in name or name.strip() in ("", ".", "..")
+                             or not name.isprintable() or len(name) > 200):
+        raise ConfigError(f"--name {name!r} must be a plain folder name")
 
 
 def _build(cls, values: dict[str, Any]):

@@ -15,25 +15,19 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
 
-# Options a config file may not set: where the run goes and how it is shown stay on the command line.
-NOT_IN_FILES = ("runs_root", "name", "out", "resume", "json", "quiet", "config", "list_models", "seeds", "jobs",
-                "compare")
+# What a config file may set: the training options of the command (cnntool.config.COMMAND_GROUPS); where
+# the run goes and how it is shown (--out, --name, --json, ...) stay on the command line.
 
 
 def option_types(command: str) -> dict[str, tuple[Any, Any]]:
     """``{option: (annotation, default)}`` of the options a config file may set for ``command``."""
-    from cnntool.config import OPTION_GROUPS
+    from cnntool.config import COMMAND_GROUPS
 
-    fields = [f for cls in OPTION_GROUPS.values() for f in dataclasses.fields(cls)]
-    if command == "finetune":
-        from cnntool.finetune.core import FinetuneOptions
-
-        fields += list(dataclasses.fields(FinetuneOptions))
-    elif command != "train":
+    if command not in COMMAND_GROUPS:
         raise ConfigError(f"--config is not supported by {command}")
-    return {f.name: (str(f.type), f.default) for f in fields}
+    return {f.name: (str(f.type), f.default) for cls in COMMAND_GROUPS[command] for f in dataclasses.fields(cls)}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -59,7 +53,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             doc = yaml.safe_load(text)
     except Exception as e:  # noqa: BLE001 - yaml.YAMLError and json.JSONDecodeError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ConfigError(f"--config {p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} "
                           f"({first})") from None
     if doc is None:
@@ -110,40 +104,23 @@ def load_config_file(path: str | Path, command: str) -> dict[str, Any]:
     for key, value in read_config_file(path).items():
         name = str(key).replace("-", "_")
         if name not in types:
-            hint = " (set it on the command line)" if name in NOT_IN_FILES else ""
-            raise ConfigError(f"--config {path}: unknown key {key!r} for cnntool {command}{hint}")
+            raise ConfigError(f"--config {path}: unknown key {key!r} for cnntool {command} (a file holds "
+                              f"training options; where the run goes and how it is shown stay on the command line)")
         out[name] = _coerce(name, value, types[name][0], f"--config {path}")
     return out
-
-
-def given_on_command_line() -> set[str] | None:
-    """Names of the parameters of the running Typer/click command that came from the command line
-    (None outside a command-line invocation, e.g. when the command function is called from Python)."""
-    try:
-        from typer._click.core import ParameterSource
-        from typer._click.globals import get_current_context
-    except ImportError:  # typer releases that use click itself
-        from click.core import ParameterSource
-        from click.globals import get_current_context
-    ctx = get_current_context(silent=True)
-    if ctx is None:
-        return None
-    return {name for name in ctx.params
-            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
 
 
 def merge_config(options: dict[str, Any], path: str | Path | None, command: str,
                  given: set[str] | None = None, taken: set[str] | None = None) -> dict[str, Any]:
     """``options`` (the command's values) with those not given on the command line taken from the file.
 
-    ``given``: the names set on the command line (default: asked from the running click context; outside one
-    every value in ``options`` counts as a default, so the file wins). ``taken``, when given, receives the
+    ``given``: the names set on the command line (None: every value in ``options`` counts as a default, so the
+    file wins). ``taken``, when given, receives the
     names whose value came from the file (for ``blame_config_file``).
     """
     if path is None:
         return dict(options)
     from_file = load_config_file(path, command)
-    given = given_on_command_line() if given is None else given
     given = given or set()
     merged = dict(options)
     for name, value in from_file.items():
@@ -167,3 +144,20 @@ def blame_config_file(path: str | Path | None, taken: set[str]) -> Iterator[None
                 if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", msg):
                     raise ConfigError(f"--config {path}: {msg}") from None
         raise
+
+
+@contextlib.contextmanager
+def resolve_options(options: dict[str, Any], path: str | Path | None, command: str,
+                    given: set[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The command's options merged with ``--config`` (command-line flags win); inside the block, a ConfigError
+    about a value that came from the file names the file. Values from a file are validated at once."""
+    from cnntool.config import COMMAND_GROUPS
+
+    taken: set[str] = set()
+    merged = merge_config(options, path, command, given, taken)
+    with blame_config_file(path, taken):
+        if taken:
+            for cls in COMMAND_GROUPS[command]:
+                names = {f.name for f in dataclasses.fields(cls)}
+                cls(**{k: v for k, v in merged.items() if k in names}).validate()
+        yield merged

@@ -1,4 +1,19 @@
-"""Errors a user can fix. The CLI turns each into one line on stderr and exit code 1."""
+"""Errors a user can fix, and the exit status each one gives.
+
+The CLI (``cnntool.cli.common.ErrorHandlingGroup``, the one place exceptions become exit codes) prints one
+``error:`` line on stderr and exits with ``ExitStatus.BAD_OPTION`` (2) for a ``ConfigError`` (an option value
+out of range, unknown or inconsistent, as Typer does for malformed options) and ``ExitStatus.FAILURE`` (1) for
+every other error: bad data, a missing or broken file, a model that cannot take the input.
+"""
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    FAILURE = 1  # a problem with the data, a file or the model
+    BAD_OPTION = 2  # bad usage: an unknown option, or an option value out of range
+    INTERRUPTED = 130
 
 
 class CnnToolError(Exception):
@@ -18,8 +33,19 @@ class CheckpointError(CnnToolError):
 
 
 class ConfigError(CnnToolError):
-    """An option value that is out of range or inconsistent with another."""
+    """An option value that is out of range, unknown or inconsistent with another (exit 2)."""
+
+
+class OutputError(CnnToolError):
+    """A file that cannot be written (disk full, no permission); the message names the file."""
 
 
 class TrainingError(CnnToolError):
     """Training stopped (non-finite loss, ...)."""
+
+
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first line of an exception's message (its type name when it has none), cut to ``limit`` characters:
+    what an error line quotes of a library's own, often multi-line, message."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -1,74 +1,20 @@
-"""Evaluation of a trained model: metrics from a confusion matrix, and ``evaluate_run`` behind `cnntool eval`.
-
-Also the shared loaders that eval and viz use to rebuild a run's model and data from the run
-directory (or checkpoint) alone: class indices, input size and normalisation always come from
-the checkpoint's ModelSpec, never from the data folders at eval time.
-"""
+"""Evaluation of a trained model: metrics from a confusion matrix, and ``evaluate_run`` behind `cnntool eval`."""
 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from cnntool.config import DataConfig
 from cnntool.errors import ConfigError
-from cnntool.spec import ModelSpec
-
-SPLIT_NAMES = ("train", "val", "test")
-# Options of config.json "options" that describe the data (everything else is irrelevant to eval).
-_DATA_KEYS = ("data", "data_dir", "val_fraction", "test_fraction", "split_seed", "workers")
-
-
-# --------------------------------------------------------------------------- metrics (pure numpy)
-
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """``cm[t, p]`` = number of examples of true class t predicted as p (int64, num_classes²)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    preds = np.asarray(preds, dtype=np.int64)
-    idx = labels * num_classes + preds
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined, as sklearn's
-    ``zero_division=0``)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    predicted = cm.sum(axis=0)
-    support = cm.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
-
-
-def averages(per_class: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Macro (unweighted mean over classes) and weighted (by support) averages of precision, recall, F1."""
-    support = per_class["support"].astype(np.float64)
-    total = support.sum()
-    out: dict[str, dict[str, float]] = {"macro": {}, "weighted": {}}
-    for key in ("precision", "recall", "f1"):
-        values = per_class[key]
-        out["macro"][key] = float(values.mean()) if len(values) else float("nan")
-        out["weighted"][key] = float((values * support).sum() / total) if total else float("nan")
-    out["macro"]["support"] = out["weighted"]["support"] = int(total)
-    return out
-
-
-def row_normalise(cm: np.ndarray) -> np.ndarray:
-    """Each row divided by its sum (the recall of each true class on the diagonal); empty rows stay 0."""
-    cm = np.asarray(cm, dtype=np.float64)
-    rows = cm.sum(axis=1, keepdims=True)
-    return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+from cnntool.fileio import atomic_path, write_json
+from cnntool.metrics import averages, confusion_matrix, per_class_metrics, row_normalise
+from cnntool.training.evaluate import metrics_from_logits
+from cnntool.runs import LoadedRun, check_split, load_run, load_run_data, run_logits
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -77,71 +23,6 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     k = min(k, logits.shape[1])
     top = logits.topk(k, dim=1).indices
     return float((top == labels[:, None]).any(dim=1).double().mean())
-
-
-# --------------------------------------------------------------------------- loading a run and its data
-
-@dataclass
-class LoadedRun:
-    """A model rebuilt from a run directory or checkpoint, with where it came from."""
-
-    model: nn.Module
-    spec: ModelSpec
-    ckpt: dict[str, Any]
-    checkpoint: Path
-    run_dir: Path | None  # the folder holding config.json/spec.json, when there is one
-    options: dict[str, Any] = field(default_factory=dict)  # the flat training options
-
-    @property
-    def home(self) -> Path:
-        """Where derived files go by default: the run directory, else the checkpoint's folder."""
-        return self.run_dir if self.run_dir is not None else self.checkpoint.parent
-
-
-def load_run(target: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
-    from cnntool.training.checkpoint import load_model, resolve_checkpoint
-
-    path = resolve_checkpoint(target, which)
-    model, spec, ckpt = load_model(path, which, device)
-    run_dir = path.parent if (path.parent / "config.json").is_file() else None
-    options = dict(ckpt.get("options") or {})
-    if run_dir is not None:
-        try:
-            options = {**options, **json.loads((run_dir / "config.json").read_text()).get("options", {})}
-        except (OSError, json.JSONDecodeError):
-            pass
-    return LoadedRun(model, spec, ckpt, path, run_dir, options)
-
-
-def data_config_for(options: dict[str, Any], data: str | None = None, data_dir: str | None = None) -> DataConfig:
-    """The DataConfig that reproduces a run's splits (same data, fractions and split seed); ``data`` and
-    ``data_dir`` override the run's own."""
-    values = {k: options[k] for k in _DATA_KEYS if options.get(k) is not None}
-    if data is not None:
-        values["data"] = data
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    if "data" not in values:
-        raise ConfigError("the checkpoint does not record its data set; pass --data")
-    return DataConfig(**values)
-
-
-def load_run_data(run: LoadedRun, data: str | None = None, data_dir: str | None = None,
-                  progress: Callable[[str, int, int], None] | None = None):
-    """The run's data set rebuilt with the model's spec (input size, mean/std, class order)."""
-    from cnntool.data.bundle import load_data
-
-    spec = run.spec
-    cfg = data_config_for(run.options, data, data_dir)
-    return load_data(cfg, input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                     class_names=spec.class_names, crop_pct=spec.crop_pct, interpolation=spec.interpolation,
-                     progress=progress)
-
-
-def check_split(split: str) -> str:
-    if split not in SPLIT_NAMES:
-        raise ConfigError(f"--split {split!r} must be one of {', '.join(SPLIT_NAMES)}")
-    return split
 
 
 # --------------------------------------------------------------------------- evaluate_run
@@ -198,7 +79,7 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names: lis
         confident_wrong.append(item)
     return {
         "n": n,
-        "loss": float(F.cross_entropy(logits, labels).item()) if n else float("nan"),
+        "loss": metrics_from_logits(logits, labels)["loss"],
         "top1": float((preds == labels).double().mean()) if n else float("nan"),
         "top5": topk_accuracy(logits, labels, 5) if n_cls > 5 else None,
         "confusion": cm, "per_class": per, "avg": averages(per), "confident_wrong": confident_wrong,
@@ -219,21 +100,13 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str = "test
     ``per_class.csv``, ``confusion.csv``, ``confusion_normalized.csv`` and, with ``plots``,
     ``confusion.png``, ``confusion_normalized.png`` and ``confident_wrong.png``.
     """
-    from cnntool.data.pipeline import BatchPipeline
-    from cnntool.training.evaluate import predict_logits
-
     check_split(split)
     if batch_size < 1:
-        from cnntool.errors import ConfigError
-
         raise ConfigError(f"--batch-size {batch_size} must be >= 1")
     run = load_run(target, which, device)
     bundle = load_run_data(run, data, data_dir, progress)
     part = bundle.split(split)
-    pipeline = BatchPipeline(run.spec.mean, run.spec.std, device=device)
-    logits, labels = predict_logits(run.model, part, pipeline, batch_size)
-    if logits.numel() == 0:
-        logits = torch.zeros(0, run.spec.num_classes)
+    logits, labels = run_logits(run, part, device, batch_size)
     paths = getattr(part, "paths", None)
     m = compute_metrics(logits, labels, run.spec.class_names, top_wrong, paths)
     out_dir = Path(out) if out is not None else default_eval_dir(run, split)
@@ -264,12 +137,12 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str = "test
                 images, titles, [True] * len(items), out_dir / "confident_wrong.png",
                 cols=min(5, len(items)), title=f"Most confidently wrong ({split})"))
     files["metrics_json"] = str(out_dir / "metrics.json")
-    (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(out_dir / "metrics.json", result.to_dict())
     return result
 
 
 def _write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Path:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["true\\pred", *class_names])
         for name, row in zip(class_names, matrix):
@@ -278,7 +151,7 @@ def _write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Pat
 
 
 def _write_per_class(path: Path, r: EvalResult) -> Path:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1", "support"])
         for i, name in enumerate(r.class_names):

@@ -17,6 +17,17 @@ from typing import Any
 from cnntool import __version__
 from cnntool.errors import CheckpointError
 
+MAX_SIDE = 4096  # largest input side accepted from a flag or a spec (a hostile file must not allocate terabytes)
+MAX_CHANNELS = 64  # input channels of a model built by name (cnntool summary)
+IMAGE_CHANNELS = (1, 3)  # what decoding an image gives (L or RGB), so what a trained model's spec may hold
+MAX_CLASS_NAME = 200
+MAX_CLASSES = 1_000_000
+# How an image becomes a model input (resize, then centre crop), defined once for training, eval, export, predict:
+# resize the shorter side to input/crop_pct, centre-crop the input size; 1.0 resizes straight to the input size.
+CROP_PCT_DEFAULT = 1.0
+INTERPOLATION_DEFAULT = "bilinear"
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -30,8 +41,8 @@ class ModelSpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # Preprocessing of an image file: resize so that the crop of ``input_size`` is ``crop_pct`` of
     # the resized image (1.0: resize straight to input_size), then centre-crop.
-    crop_pct: float = 1.0
-    interpolation: str = "bilinear"
+    crop_pct: float = CROP_PCT_DEFAULT
+    interpolation: str = INTERPOLATION_DEFAULT
     cnntool_version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,8 +82,17 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
 
-MAX_SIDE = 4096  # largest input side accepted from a spec (a hostile file must not allocate terabytes)
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a class name (it is printed, and written into files and ONNX metadata), or None."""
+    if not name.strip():
+        return "is empty"
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        return "holds control characters"
+    if len(name) > MAX_CLASS_NAME:
+        return f"is over {MAX_CLASS_NAME} characters"
+    return None
 
 
 def _is_int(v: Any) -> bool:
@@ -90,18 +110,19 @@ def _validate(v: dict[str, Any]) -> None:
 
     if not isinstance(v["arch"], str) or not v["arch"]:
         raise bad("arch", "must be a non-empty string")
-    if not _is_int(v["num_classes"]) or not 1 <= v["num_classes"] <= 1_000_000:
-        raise bad("num_classes", f"{v['num_classes']!r} must be an integer >= 1")
+    if not _is_int(v["num_classes"]) or not 1 <= v["num_classes"] <= MAX_CLASSES:
+        raise bad("num_classes", f"{v['num_classes']!r} must be an integer in 1..{MAX_CLASSES}")
     names = v["class_names"]
     if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
         raise bad("class_names", "must be a list of strings")
     if len(names) != v["num_classes"]:
         raise bad("class_names", f"has {len(names)} names for {v['num_classes']} classes")
     for c in names:
-        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in c) or len(c) > 200:
-            raise bad("class_names", f"has a name with control characters or over 200 characters: {c[:40]!r}")
-    if not _is_int(v["in_channels"]) or not 1 <= v["in_channels"] <= 64:
-        raise bad("in_channels", f"{v['in_channels']!r} must be an integer in 1..64")
+        why = class_name_problem(c)
+        if why:
+            raise bad("class_names", f"has a name that {why}: {c[:40]!r}")
+    if not _is_int(v["in_channels"]) or v["in_channels"] not in IMAGE_CHANNELS:
+        raise bad("in_channels", f"{v['in_channels']!r} must be 1 (grey) or 3 (RGB): what image decoding gives")
     size = v["input_size"]
     if not isinstance(size, list) or len(size) != 2 or not all(_is_int(x) and 1 <= x <= MAX_SIDE for x in size):
         raise bad("input_size", f"{size!r} must be [height, width], integers in 1..{MAX_SIDE}")
@@ -114,7 +135,7 @@ def _validate(v: dict[str, Any]) -> None:
     crop = v.get("crop_pct", 1.0)
     if not _is_number(crop) or not 0.05 <= crop <= 1.0:
         raise bad("crop_pct", f"{crop!r} must be in [0.05, 1]")
-    if v.get("interpolation", "bilinear") not in INTERPOLATIONS:
+    if v.get("interpolation", INTERPOLATION_DEFAULT) not in INTERPOLATIONS:
         raise bad("interpolation", f"{v.get('interpolation')!r} must be one of {', '.join(INTERPOLATIONS)}")
     if not isinstance(v.get("model_kwargs", {}), dict):
         raise bad("model_kwargs", "must be a mapping")

@@ -15,7 +15,7 @@ def train_run(root: Path, name: str, **options) -> Path:
     if name in _RUNS:
         return _RUNS[name]
     from cnntool.config import RunConfig
-    from cnntool.training import fit
+    from cnntool.runner import fit
 
     opts = {"epochs": 2, "threads": 1, "batch_size": 128, **options}
     cfg = RunConfig.from_flat(opts, runs_root=str(root), name=name)

@@ -25,7 +25,7 @@ def _isolated_data_dir(tmp_path, monkeypatch):
 def digits_run(tmp_path_factory):
     """One small digits run (simplecnn, BN + dropout, 3 epochs) shared by read-only tests."""
     from cnntool.config import ModelConfig, RunConfig, TrainConfig
-    from cnntool.training import fit
+    from cnntool.runner import fit
 
     root = tmp_path_factory.mktemp("runs")
     result = fit(RunConfig(model=ModelConfig(bn=True, dropout=0.3), train=TrainConfig(epochs=3, seed=0),

@@ -17,7 +17,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     from cnntool.config import RunConfig
-    from cnntool.training import fit
+    from cnntool.runner import fit
 
     root = tmp_path_factory.mktemp("cmp")
     for name, lr in (("slow", 3e-4), ("fast", 3e-3)):
@@ -56,3 +56,29 @@ def test_compare_sort_ascending_and_errors(two_runs):
     assert bad.exit_code == 1 and "matches no run directory" in bad.output
     bad = runner.invoke(app, ["compare", *runs, "--sort", "colour", "--no-plot"])
     assert bad.exit_code == 2 and "--sort 'colour'" in bad.output
+
+
+def test_compare_takes_a_seeds_folder_and_skips_files_a_glob_brings(tmp_path):
+    """`cnntool compare runs/bn-seeds/seed* runs/train` (the shell also expands seeds.json, seeds.png)."""
+    from cnntool.config import RunConfig
+    from cnntool.runner import fit
+
+    seeds = tmp_path / "bn-seeds"
+    for seed in (0, 1):
+        fit(RunConfig.from_flat({"epochs": 1, "threads": 1, "seed": seed}, runs_root=str(seeds), name=f"seed{seed}"))
+    (seeds / "seeds.json").write_text("{}")
+    (seeds / "seeds.png").write_bytes(b"\x89PNG")
+    shell_glob = sorted(str(p) for p in seeds.glob("seed*"))
+    assert len(shell_glob) == 4
+    result = runner.invoke(app, ["compare", *shell_glob, "--no-plot", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [Path(r["run"]).name for r in out["runs"]] == ["seed0", "seed1"]
+    assert sorted(Path(p).name for p in out["skipped"]) == ["seeds.json", "seeds.png"]
+    assert "skipped 2 path(s) that are not runs" in result.stderr
+    folder = runner.invoke(app, ["compare", str(seeds), "--no-plot", "--json"])
+    assert folder.exit_code == 0, folder.output
+    assert [Path(r["run"]).name for r in json.loads(folder.stdout.strip().splitlines()[-1])["runs"]] == \
+        ["seed0", "seed1"]
+    missing = runner.invoke(app, ["compare", str(tmp_path / "nope"), "--no-plot"])
+    assert missing.exit_code == 1 and "no such run directory" in missing.stderr

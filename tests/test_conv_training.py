@@ -6,7 +6,8 @@ import pytest
 
 from cnntool.config import ModelConfig, RunConfig, TrainConfig
 from cnntool.conv import Conv2d as NumbaConv2d
-from cnntool.training import fit, load_model
+from cnntool.training import load_model
+from cnntool.runner import fit
 from cnntool.training.engine import prepare_train
 from cnntool.training.rundir import read_metrics
 

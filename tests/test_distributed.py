@@ -30,7 +30,8 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     from cnntool.config import RunConfig
     from cnntool.data.bundle import load_data
     from cnntool.data.pipeline import BatchPipeline
-    from cnntool.training import fit, load_model
+    from cnntool.training import load_model
+    from cnntool.runner import fit
     from cnntool.training.evaluate import evaluate
 
     options = ["--epochs", "2", "--threads", "1", "--batch-size", "64"]

@@ -15,7 +15,7 @@ from cnntool.cli.main import app
 def run_dir(tmp_path_factory):
     """A digits run with BatchNorm and dropout (1 epoch)."""
     from cnntool.config import ModelConfig, RunConfig, TrainConfig
-    from cnntool.training import fit
+    from cnntool.runner import fit
 
     out = tmp_path_factory.mktemp("export") / "run"
     fit(RunConfig(model=ModelConfig(bn=True, dropout=0.5), train=TrainConfig(epochs=1, seed=0), out=str(out)))

@@ -90,7 +90,7 @@ def test_torchvision_models_adapt_classes_and_channels():
     assert model.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 5)
     eff = create_model("tv:mobilenet_v3_small", 4, 3)
     assert eff(torch.randn(2, 3, 32, 32)).shape == (2, 4)
-    assert "tv:efficientnet_v2_s" in list_models(include_torchvision=True)
+    assert "tv:efficientnet_v2_s" in list_models(include_namespaces=True)
 
 
 class _Fails(nn.Module):
@@ -121,3 +121,28 @@ def test_other_errors_at_a_large_size_suggest_no_size():
     assert "try --img-size" not in str(err.value) and "something odd" in str(err.value)
     with pytest.raises(ModelError, match="too small, try --img-size 64"):
         check_input_size(_Fails(RuntimeError("something odd")), "simplecnn", 3, [32, 32])
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg11", "nin"])
+def test_unset_model_options_reach_the_builder_as_its_own_defaults(name):
+    """train without --dropout must build the model with the builder's dropout (0.5), as summary does."""
+    from torch import nn
+
+    from cnntool.config import ModelConfig
+
+    kwargs = resolve_kwargs(name, ModelConfig(model=name).builder_kwargs())
+    assert "dropout" not in kwargs and "bias" not in kwargs and "activation" not in kwargs
+    model = create_model(name, 10, 3, input_size=[32, 32], **kwargs)
+    rates = {m.p for m in model.modules() if isinstance(m, nn.Dropout)}
+    assert rates == {get_model_info(name).options["dropout"]} == {0.5}
+    given = resolve_kwargs(name, ModelConfig(model=name, dropout=0.2, bias=False).builder_kwargs())
+    model = create_model(name, 10, 3, input_size=[32, 32], **given)
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.2}
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_activation_names_are_the_config_names():
+    from cnntool import config
+    from cnntool.models import layers
+
+    assert tuple(layers.ACTIVATIONS) == config.ACTIVATIONS

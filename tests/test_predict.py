@@ -24,7 +24,8 @@ def setup(tmp_path_factory):
     from cnntool.config import ModelConfig, RunConfig, TrainConfig
     from cnntool.data import BatchPipeline, load_data
     from cnntool.export.onnx_export import export_onnx
-    from cnntool.training import fit, load_model
+    from cnntool.training import load_model
+    from cnntool.runner import fit
     from cnntool.training.evaluate import predict_logits
 
     base = tmp_path_factory.mktemp("predict")

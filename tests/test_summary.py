@@ -71,7 +71,7 @@ def test_summary_cli_model_name_and_run(tmp_path):
     r = runner.invoke(app, ["summary", "simplecnn", "--img-size", "8"])
     assert r.exit_code == 0 and "MACs" in r.output and "FLOPs (= 2 × MACs)" in r.output
     r = runner.invoke(app, ["summary", "nosuchnet"])
-    assert r.exit_code == 1 and "nosuchnet" in r.output
+    assert r.exit_code == 2 and "nosuchnet" in r.output
 
 
 def test_summary_of_a_checkpoint(tmp_path):
@@ -120,6 +120,6 @@ def test_summarise_never_turns_zero_channels_into_three():
     from cnntool.errors import ConfigError
     from cnntool.viz.summary import summarise
 
-    with pytest.raises(ConfigError, match="--in-channels 0 must be >= 1"):
+    with pytest.raises(ConfigError, match="--in-channels 0 must be in 1..64"):
         summarise("simplecnn", 8, in_channels=0)
     assert summarise("simplecnn", 8, in_channels=2).input_shape == [1, 2, 8, 8]

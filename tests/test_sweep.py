@@ -48,7 +48,7 @@ def test_parse_space_types_and_yaml_number_strings():
     ({"params": {"lr": [0.1]}, "base": {"lr": 0.2}}, "both fixed"),
     ({"params": {"name": ["a"]}}, "chosen by the sweep"),
     ({"params": {}}, "names no dimension"),
-    ({"params": {"lr": [0.1]}, "monitor": "test_acc"}, "must be val_acc or val_loss"),
+    ({"params": {"lr": [0.1]}, "monitor": "test_acc"}, "must be one of val_acc, val_loss"),
 ])
 def test_parse_space_errors_name_the_problem(doc, words):
     with pytest.raises(ConfigError, match=words):

@@ -39,7 +39,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, *needles: str, code:
     (["--epochs", "many"], "--epochs", 2),
     (["--no-such-flag"], "--no-such-flag", 2),
     (["--data", "/no/such/dir"], "/no/such/dir", 1),
-    (["--model", "nosuchnet"], "nosuchnet", 1),
+    (["--model", "nosuchnet"], "nosuchnet", 2),  # a bad option value: exit 2
     (["--model", "cnn5", "--img-size", "8"], "--img-size", 1),
 ])
 def test_bad_option_values(tmp_path, args, needle, code):

@@ -17,7 +17,8 @@ from cnntool.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cnntool.errors import CheckpointError, TrainingError
 from cnntool.models import register_model
 from cnntool.spec import ModelSpec
-from cnntool.training import Reporter, fit, load_checkpoint, load_model, resume, save_checkpoint
+from cnntool.training import Reporter, load_checkpoint, load_model, save_checkpoint
+from cnntool.runner import fit, resume
 from cnntool.training.evaluate import evaluate
 from cnntool.training.rundir import read_metrics
 
@@ -39,7 +40,7 @@ def test_run_directory_contract(digits_run):
     assert config["environment"]["torch"] == torch.__version__
     spec = ModelSpec.load(run_dir / "spec.json")
     assert spec.arch == "simplecnn" and spec.class_names == [str(i) for i in range(10)]
-    assert spec.model_kwargs == {"bn": True, "dropout": 0.3, "bias": True, "activation": "relu"}
+    assert spec.model_kwargs == {"bn": True, "dropout": 0.3}  # options not given: the builder's defaults
     rows = read_metrics(run_dir)
     assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]
     assert json.loads((run_dir / "summary.json").read_text())["test_acc"] == result["test_acc"]

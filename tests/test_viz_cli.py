@@ -77,7 +77,7 @@ def test_filters(runs, tmp_path):
     (path,) = viz("filters", runs["base"], "--layer", "2", "--max-filters", 4, "--out", tmp_path)
     check_png(path)
     r = runner.invoke(app, ["viz", "filters", str(runs["base"]), "--layer", "fc9"])
-    assert r.exit_code == 1 and "'fc9'" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "'fc9'" in r.output and "Traceback" not in r.output
 
 
 def test_features_from_split_and_file(runs, tmp_path):

@@ -6,6 +6,7 @@ Imports nothing heavy: `cnntool --help` must stay fast.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -64,7 +65,7 @@ def debug_enabled() -> bool:
 
 
 def error_line(exc: BaseException) -> str:
-    from cnntool.errors import CnnToolError
+    from cnntool.errors import CnnToolError, first_line
 
     if isinstance(exc, CnnToolError):
         return str(exc)
@@ -74,12 +75,28 @@ def error_line(exc: BaseException) -> str:
         return f"permission denied: {exc.filename or exc}"
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.strerror or exc}: {exc.filename}"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"internal error ({type(exc).__name__}: {text}); run with --debug for the traceback"
+    return f"internal error ({type(exc).__name__}: {first_line(exc)}); run with --debug for the traceback"
+
+
+class _WarningLine(logging.Handler):
+    """The library's warnings (``logging.getLogger("cnntool")``) as one ``warning:`` line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stderr_console(soft_wrap=True).print(f"[yellow]warning:[/yellow] {escape(record.getMessage())}")
+
+
+def route_library_warnings() -> None:
+    logger = logging.getLogger("cnntool")
+    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
+        logger.addHandler(_WarningLine(logging.WARNING))
+        logger.propagate = False
 
 
 def print_error(message: str) -> None:
-    stderr_console(soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(message)}")
+    """One ``error:`` line; control characters of file names in it are shown escaped, never sent raw."""
+    from cnntool.data.preprocess import clean_text
+
+    stderr_console(soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(clean_text(message))}")
 
 
 class ErrorHandlingGroup(typer.core.TyperGroup):
@@ -87,7 +104,7 @@ class ErrorHandlingGroup(typer.core.TyperGroup):
     or malformed options, out-of-range values), 1 for everything else; a traceback only with --debug."""
 
     def invoke(self, ctx: Any) -> Any:
-        from cnntool.errors import ConfigError
+        from cnntool.errors import ConfigError, ExitStatus
 
         try:
             return super().invoke(ctx)
@@ -96,14 +113,30 @@ class ErrorHandlingGroup(typer.core.TyperGroup):
                 raise
             where = exc.ctx.command_path if exc.ctx is not None else "cnntool"
             print_error(f"{exc.format_message()} (see '{where} --help')")
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitStatus.BAD_OPTION) from None
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise
         except KeyboardInterrupt:
             stderr_console().print("[red]interrupted[/red]")
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - this is the one place exceptions become exit codes
             if debug_enabled():
                 raise
             print_error(error_line(exc))
-            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+            raise typer.Exit(ExitStatus.BAD_OPTION if isinstance(exc, ConfigError) else ExitStatus.FAILURE) from None
+
+
+def given_on_command_line() -> set[str] | None:
+    """Names of the parameters of the running Typer/click command that came from the command line
+    (None outside a command-line invocation, e.g. when the command function is called from Python)."""
+    try:  # Typer >= 0.20 vendors click
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer releases that use click itself
+        from click.core import ParameterSource
+        from click.globals import get_current_context
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return None
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}

@@ -61,6 +61,8 @@ def _render(console, result: dict[str, Any]) -> None:
         t.add_row(name, *(_fmt(r[k]) for _, k in cols), *(_fmt(r["options"].get(o)) for o in
                                                           result["differing_options"]))
     console.print(t)
+    if result["skipped"]:
+        console.print(f"  skipped {len(result['skipped'])} path(s) that are not runs: {', '.join(result['skipped'])}")
     if not result["differing_options"]:
         console.print("  all options are the same")
     if result["plot"]:

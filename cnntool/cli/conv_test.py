@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cnntool.errors import ExitStatus
 from cnntool.cli.common import print_json, stderr_console
 
 
@@ -50,7 +51,7 @@ def conv_test(
     else:
         _render(console, report)
     if not report.passed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _fmt(v: float | None, spec: str) -> str:

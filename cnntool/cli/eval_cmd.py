@@ -36,8 +36,6 @@ def eval_command(
 
     if top_wrong < 0:
         raise ConfigError(f"--top-wrong {top_wrong} must be >= 0")
-    if which not in ("best", "last"):
-        raise ConfigError(f"--which {which!r} must be best or last")
     from cnntool.evaluation import evaluate_run
     from cnntool.training.engine import resolve_device
 

@@ -21,7 +21,7 @@ from cnntool.cli import (
     train,
     viz,
 )
-from cnntool.cli.common import DEBUG_ENV, ErrorHandlingGroup
+from cnntool.cli.common import DEBUG_ENV, ErrorHandlingGroup, route_library_warnings
 
 app = typer.Typer(
     name="cnntool",
@@ -48,6 +48,7 @@ def main(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """cnntool: image-classification CNNs from the shell."""
+    route_library_warnings()
     if debug:
         os.environ[DEBUG_ENV] = "1"
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cnntool.errors import ExitStatus
 from cnntool.cli.common import print_json, stderr_console
 
 _OUT = "Output"
@@ -41,6 +42,7 @@ def predict(
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
     from rich.markup import escape
 
+    from cnntool.data.preprocess import clean_text
     from cnntool.errors import DataError
     from cnntool.export.runtime import Failure, expand_inputs, is_onnx_path, predict_files
 
@@ -56,13 +58,13 @@ def predict(
         backend = TorchClassifier(model, threads=threads)
     paths, failures = expand_inputs(inputs)
     for f in failures:
-        console.print(f"[bold red]error:[/bold red] {escape(f.error)}", soft_wrap=True)
+        console.print(f"[bold red]error:[/bold red] {escape(clean_text(f.error))}", soft_wrap=True)
     if not paths:
         if not failures:
             raise DataError("no image files to predict")
         if not quiet:  # each bad input already has its one error line
             console.print(f"0 image(s) predicted, {len(failures)} failed")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
     k = min(top_k, backend.spec.num_classes)
     writer = _csv.writer(sys.stdout, lineterminator="\n") if csv else None
@@ -77,7 +79,7 @@ def predict(
         for item in predict_files(backend, paths, batch_size, k, on_progress=progress.update if progress else None):
             if isinstance(item, Failure):
                 n_bad += 1
-                console.print(f"[bold red]error:[/bold red] {escape(item.error)}", soft_wrap=True)
+                console.print(f"[bold red]error:[/bold red] {escape(clean_text(item.error))}", soft_wrap=True)
                 continue
             n_ok += 1
             if json:
@@ -98,12 +100,14 @@ def predict(
         console.print(f"{n_ok} image(s) predicted, {n_bad} failed, with {backend.name} ({model}) in "
                       f"{time.perf_counter() - start:.2f} s")
     if n_bad:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _table(console, shown, n_ok: int, k: int) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from cnntool.data.preprocess import clean_text
 
     t = Table(show_edge=False)
     t.add_column("file", overflow="fold")
@@ -112,7 +116,7 @@ def _table(console, shown, n_ok: int, k: int) -> None:
     if k > 1:
         t.add_column(f"next {k - 1}")
     for p in shown:
-        row = [escape(p.path), escape(p.label), f"{p.prob:.3f}"]
+        row = [escape(clean_text(p.path)), escape(clean_text(p.label)), f"{p.prob:.3f}"]
         if k > 1:
             row.append(", ".join(f"{escape(lab)} {prob:.3f}" for lab, _, prob in p.top_k[1:]))
         t.add_row(*row)

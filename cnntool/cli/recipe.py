@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from cnntool.errors import ExitStatus
 from cnntool.cli.common import ErrorHandlingGroup, print_json, stderr_console
 
 app = typer.Typer(cls=ErrorHandlingGroup, help="Coursework experiments as one command each: a table, results.md "
@@ -58,30 +59,13 @@ def run(
     Example: [bold]cnntool recipe run ablation --quick[/bold]  (digits, no download)
     """
     console = stderr_console()
-    reporter = None
-    if not quiet:
-        from cnntool.cli.train_view import TrainView
-
-        views: list = []
-
-        def reporter(label: str):
-            for v in views:
-                v.close()
-            views.clear()
-            views.append(TrainView(console, title=label))
-            return views[-1]
-
+    from cnntool.cli.train_view import training_views
     from cnntool.recipes import run_recipe
-    from cnntool.recipes.report import rich_tables
 
-    try:
+    with training_views(quiet, console) as view:
         result = run_recipe(name, data=data, quick=quick, out=out, runs_root=runs_root, data_dir=data_dir,
-                            download=download, threads=threads, reporter=reporter,
+                            download=download, threads=threads, reporter=None if quiet else view,
                             log=None if quiet else (lambda text: console.print(f"[dim]{text}[/dim]")))
-    finally:
-        if not quiet:
-            for v in views:
-                v.close()
     for t in rich_tables(result):
         console.print(t)
     console.print(f"[bold]{result.get('headline', '')}[/bold]")
@@ -90,4 +74,22 @@ def run(
     if json:
         print_json(result)
     if result.get("passed") is False:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
+
+
+def rich_tables(result: dict[str, Any]) -> list:
+    from rich.table import Table
+
+    from cnntool.recipes.report import fmt
+
+    tables = []
+    for t in result.get("tables", []):
+        table = Table(title=t["title"], title_justify="left")
+        for c in t["columns"]:
+            table.add_column(c, justify="left" if c in ("run_dir", "variant", "step", "change", "case", "net",
+                                                       "strategy", "part", "shape", "note") else "right",
+                             overflow="fold")
+        for row in t["rows"]:
+            table.add_row(*(fmt(row.get(c), c) for c in t["columns"]))
+        tables.append(table)
+    return tables

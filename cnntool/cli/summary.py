@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from cnntool.cli import options as o
 from cnntool.cli.common import print_json, stderr_console
+from cnntool.config import ModelConfig
+
+# The architecture options of train apply to a model name here (cnntool summary cnn5 --filters equal64 ...).
+MODEL_OPTIONS = ("bn", "dropout", "bias", "activation", "filters", "kernels", "dense")
 
 
+@o.with_options(ModelConfig, only=MODEL_OPTIONS)
 def summary(
+    options: dict[str, Any],
     target: Annotated[str, typer.Argument(help="Model name (cnntool train --list-models) or run directory / "
                                                 "checkpoint.", show_default=False)],
-    img_size: Annotated[Optional[int], typer.Option("--img-size", min=1, help="Input side in pixels (default: the run's "
+    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input side in pixels (default: the run's "
                                                     "input size, or the model's default).")] = None,
-    in_channels: Annotated[Optional[int], typer.Option("--in-channels", min=1, help="Input channels for a model name "
+    in_channels: Annotated[Optional[int], typer.Option("--in-channels", help="Input channels for a model name "
                                                        "(default 3).")] = None,
-    num_classes: Annotated[Optional[int], typer.Option("--num-classes", min=1, help="Classes for a model name "
+    num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="Classes for a model name "
                                                        "(default 10).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the table and totals as JSON on stdout.")] = False,
 ) -> None:
@@ -25,11 +32,12 @@ def summary(
     Counted with torch.utils.flop_counter: MACs are multiply-accumulates of convolutions and matrix
     multiplications, FLOPs = 2 × MACs; element-wise ops (BN, activations, pooling) are not counted.
 
-    Example: [bold]cnntool summary resnet18 --img-size 32[/bold]   or   [bold]cnntool summary runs/train[/bold]
+    Example: [bold]cnntool summary cnn5 --filters equal64 --kernels constant3 --dense 2048 --img-size 224[/bold]
+    or [bold]cnntool summary runs/train[/bold]
     """
     from cnntool.viz.summary import summarise
 
-    s = summarise(target, img_size, in_channels, num_classes)
+    s = summarise(target, img_size, in_channels, num_classes, options)
     if json:
         print_json(s.to_dict())
         return

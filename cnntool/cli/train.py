@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 from cnntool.cli import options as o
-from cnntool.cli.common import print_json, stderr_console
-
-d = o.DEFAULTS
+from cnntool.cli.common import given_on_command_line, print_json, stderr_console
+from cnntool.config import DataConfig, ModelConfig, TrainConfig
 
 Seeds = Annotated[Optional[str], o.typer.Option(
     "--seeds", help="Run the same options under several seeds: 0-9, 0,3,7 or 0-2,5. Runs go to "
@@ -15,72 +14,38 @@ Seeds = Annotated[Optional[str], o.typer.Option(
     rich_help_panel="Run", show_default=False)]
 Jobs = Annotated[int, o.typer.Option("--jobs", "-j", help="With --seeds: run this many seeds at once "
                                                           "(separate processes).", rich_help_panel="Run")]
-ConfigFile = Annotated[Optional[str], o.typer.Option(
-    "--config", help="YAML/JSON file of options (keys = option names), or a run's config.json to reproduce it; "
-                     "flags on the command line override it.", rich_help_panel="Run", show_default=False)]
+ListModels = Annotated[bool, o.typer.Option("--list-models", help="List the model names and exit.",
+                                            rich_help_panel="Model")]
 
 
+@o.with_options(DataConfig, ModelConfig, TrainConfig)
 def train(
-    data: o.Data = d["data"], data_dir: o.DataDir = None, download: o.Download = False, img_size: o.ImgSize = None,
-    val_fraction: o.ValFraction = d["val_fraction"], test_fraction: o.TestFraction = d["test_fraction"],
-    split_seed: o.SplitSeed = d["split_seed"], workers: o.Workers = d["workers"],
-    augment: o.Augment = None, crop_pad: o.CropPad = 0, hflip: o.HFlip = False, rotate: o.Rotate = 0.0,
-    color_jitter: o.ColorJitter = 0.0, rrc: o.RRC = 0.0, cutout: o.Cutout = 0, blur: o.Blur = 0.0,
-    noise: o.Noise = 0.0,
-    model: o.Model = d["model"], bn: o.BN = None, dropout: o.Dropout = d["dropout"], bias: o.Bias = True,
-    activation: o.Activation = d["activation"], filters: o.Filters = None, kernels: o.Kernels = None,
-    dense: o.Dense = None, conv_impl: o.ConvImpl = d["conv_impl"],
-    epochs: o.Epochs = d["epochs"], batch_size: o.BatchSize = d["batch_size"], optimizer: o.Optimizer = d["optimizer"],
-    lr: o.LR = d["lr"], weight_decay: o.WeightDecay = d["weight_decay"], momentum: o.Momentum = d["momentum"],
-    scheduler: o.Scheduler = d["scheduler"], warmup_epochs: o.WarmupEpochs = d["warmup_epochs"],
-    step_size: o.StepSize = d["step_size"], gamma: o.Gamma = d["gamma"],
-    label_smoothing: o.LabelSmoothing = d["label_smoothing"], grad_clip: o.GradClip = d["grad_clip"],
-    seed: o.Seed = d["seed"], eval_every: o.EvalEvery = d["eval_every"], monitor: o.Monitor = d["monitor"],
-    patience: o.Patience = d["patience"], threads: o.Threads = None, device: o.Device = d["device"],
-    amp: o.Amp = d["amp"], channels_last: o.ChannelsLast = False, compile: o.Compile = False,
-    runs_root: o.RunsRoot = "runs", name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
-    seeds: Seeds = None, jobs: Jobs = 1, config: ConfigFile = None,
-    list_models: bool = o.typer.Option(False, "--list-models", help="List the model names and exit.",
-                                       rich_help_panel="Model"),
+    options: dict[str, Any],
+    runs_root: o.RunsRoot = o.RUNS_ROOT_DEFAULT, name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
+    seeds: Seeds = None, jobs: Jobs = 1, config: o.ConfigFile = None, list_models: ListModels = False,
     json: o.Json = False, quiet: o.Quiet = False,
 ) -> None:
     """Train a CNN and write a run directory (config, spec, metrics, best.pt, last.pt).
 
     Example: [bold]cnntool train --bn --dropout 0.5[/bold]  (digits, no download)
     """
-    options = {k: v for k, v in locals().items()
-               if k not in ("runs_root", "name", "out", "resume", "list_models", "json", "quiet", "seeds", "jobs",
-                            "config")}
-    from cnntool.configfile import blame_config_file
-
-    from_file: set[str] = set()
-    if config is not None:
-        from cnntool.configfile import merge_config
-
-        options = merge_config(options, config, "train", taken=from_file)  # flags given on the command line win
-    console = stderr_console()
     if list_models:
         _print_models(json)
         return
-    from cnntool.cli.train_view import TrainView
+    from cnntool.cli.train_view import training_view
+    from cnntool.configfile import resolve_options
     from cnntool.config import RunConfig
-    from cnntool.training import Reporter, fit
+    from cnntool.runner import fit
     from cnntool.training.distributed import is_main_process
 
-    with blame_config_file(config, from_file):
-        cfg = RunConfig.from_flat(options, runs_root=runs_root, name=name, out=out, resume=resume)
-        if from_file:
-            cfg.validate()  # now, so that a bad value from the file is reported with the file's name
+    with resolve_options(options, config, "train", given_on_command_line()) as merged:
+        cfg = RunConfig.from_flat(merged, runs_root=runs_root, name=name, out=out, resume=resume)
     if seeds is not None:
-        _train_seeds(cfg, seeds, jobs, console, json, quiet)
+        _train_seeds(cfg, seeds, jobs, stderr_console(), json, quiet)
         return
     main = is_main_process()  # under torchrun only rank 0 shows progress and prints JSON
-    view = Reporter() if quiet or not main else TrainView(console)
-    try:
+    with training_view(quiet or not main) as view:
         result = fit(cfg, view)
-    finally:
-        if isinstance(view, TrainView):
-            view.close()
     if json and main:
         print_json(result)
 
@@ -89,18 +54,10 @@ def _train_seeds(cfg, seeds: str, jobs: int, console, as_json: bool, quiet: bool
     """--seeds: the same run under each seed, then the aggregate table (library: cnntool.experiments.seeds)."""
     from rich.table import Table
 
-    from cnntool.cli.train_view import TrainView
+    from cnntool.cli.train_view import training_views
     from cnntool.experiments.seeds import parse_seeds, run_seeds
-    from cnntool.training import Reporter
 
     seed_list = parse_seeds(seeds)
-    views: list[TrainView] = []
-
-    def reporter(seed: int):
-        if quiet or jobs > 1:
-            return Reporter()
-        views.append(TrainView(console, title=f"seed {seed}"))
-        return views[-1]
 
     def on_run(seed: int, result: dict) -> None:
         if not quiet and jobs > 1:
@@ -109,11 +66,8 @@ def _train_seeds(cfg, seeds: str, jobs: int, console, as_json: bool, quiet: bool
     if not quiet:
         console.print(f"[bold]{len(seed_list)} seeds[/bold] ({', '.join(map(str, seed_list))}), "
                       f"{jobs} at a time")
-    try:
-        result = run_seeds(cfg, seed_list, jobs=jobs, reporter=reporter, on_run=on_run)
-    finally:
-        for v in views:
-            v.close()
+    with training_views(quiet or jobs > 1, console) as view:
+        result = run_seeds(cfg, seed_list, jobs=jobs, reporter=lambda seed: view(f"seed {seed}"), on_run=on_run)
     if not quiet:
         t = Table(title=f"{len(seed_list)} seeds: {result['dir']}", title_justify="left")
         t.add_column("metric")
@@ -134,7 +88,7 @@ def _print_models(as_json: bool) -> None:
     from cnntool.models import get_model_info, list_models
 
     own = list_models()
-    tv = [n for n in list_models(include_torchvision=True) if n not in own]
+    tv = [n for n in list_models(include_namespaces=True) if n not in own]
     if as_json:
         print_json({"models": own, "torchvision": tv})
         return

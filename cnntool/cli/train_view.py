@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from cnntool.training.events import Reporter
 
@@ -53,8 +55,10 @@ class TrainView(Reporter):
                 f"({info['threads']} threads) · augment {aug}")
         if info.get("start_epoch"):
             c.print(f"  resuming after epoch {info['start_epoch']}")
-        if info.get("blocks_table") is not None:
-            c.print(info["blocks_table"])
+        if info.get("finetune_header") is not None:
+            header = info["finetune_header"]
+            c.print(Text("  " + header["line"], overflow="fold"))
+            c.print(blocks_table(info["blocks"], header["title"], header["gradual"]))
         c.print("".join(f"{name:>{width}}" for name, width in _COLS), style="bold")
         self.last_time = 0.0
 
@@ -94,3 +98,58 @@ class TrainView(Reporter):
 
     def close(self) -> None:
         self.progress.stop()
+
+
+@contextlib.contextmanager
+def training_view(quiet: bool, title: str = "train", console: Console | None = None) -> Iterator[Reporter]:
+    """The reporter of one training run: the live view, or a silent Reporter with ``quiet``; always closed."""
+    if quiet:
+        yield Reporter()
+        return
+    from cnntool.cli.common import stderr_console
+
+    view = TrainView(console or stderr_console(), title=title)
+    try:
+        yield view
+    finally:
+        view.close()
+
+
+@contextlib.contextmanager
+def training_views(quiet: bool, console: Console) -> Iterator[Callable[[str], Reporter]]:
+    """For commands that train several runs in turn (seeds, strategies, recipes): ``make(title)`` gives each
+    run its view (silent with ``quiet``); the previous view is closed first (one live display at a time) and
+    every view is closed at the end, also after an error."""
+    views: list[TrainView] = []
+
+    def make(title: str) -> Reporter:
+        if quiet:
+            return Reporter()
+        for v in views:
+            v.close()
+        views.append(TrainView(console, title=title))
+        return views[-1]
+
+    try:
+        yield make
+    finally:
+        for v in views:
+            v.close()
+
+
+def blocks_table(rows: list[dict[str, Any]], title: str, gradual: bool) -> Table:
+    """Fine-tuning blocks (``Plan.counts()`` rows): parameters, trainable, frozen, when each unfreezes."""
+    t = Table(title=title, title_justify="left")
+    t.add_column("block")
+    for col in ("params", "trainable", "frozen") + (("trains from epoch",) if gradual else ()):
+        t.add_column(col, justify="right")
+    for row in rows:
+        cells = [row["block"] + (" (head)" if row["head"] else ""), f"{row['params']:,}",
+                 f"{row['trainable']:,}", f"{row['frozen']:,}"]
+        if gradual:
+            cells.append(str(row["unfreezes_at_epoch"] or "never"))
+        t.add_row(*cells, style="green" if row["trainable"] else "dim")
+    total, trainable = sum(r["params"] for r in rows), sum(r["trainable"] for r in rows)
+    cells = ["total", f"{total:,}", f"{trainable:,}", f"{total - trainable:,}"]
+    t.add_row(*(cells + ([""] if gradual else [])), style="bold")
+    return t

@@ -41,17 +41,10 @@ def _done(paths, as_json: bool) -> None:
     stderr_console().print(f"wrote {len(paths)} file{'s' if len(paths) != 1 else ''}")
 
 
-def _which(which: str) -> str:
-    from cnntool.errors import ConfigError
-
-    if which not in ("best", "last"):
-        raise ConfigError(f"--which {which!r} must be best or last")
-    return which
-
-
 @app.command("curves")
 def curves(
-    runs: Annotated[List[str], typer.Argument(help="One or more run directories.", show_default=False)],
+    runs: Annotated[List[str], typer.Argument(help="Run directories, globs, or folders of runs (seeds, recipe, "
+                                                   "sweep).", show_default=False)],
     x: Annotated[str, typer.Option("--x", help="Horizontal axis: epoch or step.")] = "epoch",
     title: Annotated[Optional[str], typer.Option("--title", help="Figure title.")] = None,
     out: Out = None, json: Json = False,
@@ -61,9 +54,12 @@ def curves(
 
     Example: [bold]cnntool viz curves runs/base runs/bn runs/dropout --out plots[/bold]
     """
-    from cnntool.viz.curves import plot_curves
+    from cnntool.viz.curves import plot_run_curves
 
-    _done(plot_curves(runs, out, x=x, title=title), json)
+    path, skipped = plot_run_curves(runs, out, x=x, title=title)
+    if skipped:
+        stderr_console().print(f"skipped {len(skipped)} path(s) that are not runs: {', '.join(skipped)}")
+    _done(path, json)
 
 
 @app.command("confusion")
@@ -75,7 +71,7 @@ def confusion(run: Run, split: Split = "test", data: DataOpt = None, which: Whic
     """
     from cnntool.viz.confusion import plot_run_confusion
 
-    _done(plot_run_confusion(run, split, data, out, _which(which)), json)
+    _done(plot_run_confusion(run, split, data, out, which), json)
 
 
 @app.command("predictions")
@@ -92,7 +88,7 @@ def predictions(
     """
     from cnntool.viz.predictions import plot_predictions
 
-    _done(plot_predictions(run, rows, cols, split, wrong, data, out, _which(which)), json)
+    _done(plot_predictions(run, rows, cols, split, wrong, data, out, which), json)
 
 
 @app.command("dataset")
@@ -104,7 +100,7 @@ def dataset(data: Data, data_dir: DataDir = None, img_size: ImgSize = None, out:
     """
     from cnntool.viz.dataset import plot_dataset
 
-    _done(plot_dataset(data, out or "plots", data_dir, img_size), json)
+    _done(plot_dataset(data, out, data_dir, img_size), json)
 
 
 @app.command("augment")
@@ -123,7 +119,7 @@ def augment(
     """
     from cnntool.viz.dataset import plot_augmentations
 
-    _done(plot_augmentations(data, ops, out or "plots", rows, seed, data_dir, img_size), json)
+    _done(plot_augmentations(data, ops, out, rows, seed, data_dir, img_size), json)
 
 
 @app.command("filters")
@@ -141,7 +137,7 @@ def filters(
     """
     from cnntool.viz.filters import plot_filters
 
-    _done(plot_filters(run, layer, out, max_filters=max_filters, which=_which(which)), json)
+    _done(plot_filters(run, layer, out, max_filters=max_filters, which=which), json)
 
 
 @app.command("features")
@@ -159,7 +155,7 @@ def features(
     """
     from cnntool.viz.features import plot_feature_maps
 
-    _done(plot_feature_maps(run, images, layers, from_split, n, wrong, out, max_channels, _which(which), data),
+    _done(plot_feature_maps(run, images, layers, from_split, n, wrong, out, max_channels, which, data),
           json)
 
 
@@ -180,7 +176,7 @@ def cam(
     """
     from cnntool.viz.cam import plot_cam
 
-    _done(plot_cam(run, images, method, layer, from_split, n, wrong, out, _which(which), data), json)
+    _done(plot_cam(run, images, method, layer, from_split, n, wrong, out, which, data), json)
 
 
 @app.command("saliency")
@@ -197,5 +193,5 @@ def saliency(
     """
     from cnntool.viz.saliency import plot_saliency
 
-    _done(plot_saliency(run, images, method, from_split, n, wrong, out, _which(which), data), json)
+    _done(plot_saliency(run, images, method, from_split, n, wrong, out, which, data), json)
 

@@ -20,6 +20,7 @@ from cnntool.config import DataConfig
 from cnntool.data.preprocess import load_for_model, open_image, resize_for_model
 from cnntool.data.sources import ArrayPart, FilePart, Part, RawData, load_raw
 from cnntool.errors import DataError
+from cnntool.spec import CROP_PCT_DEFAULT, INTERPOLATION_DEFAULT
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 CACHE_LIMIT_BYTES = int(float(os.environ.get("CNNTOOL_CACHE_LIMIT_MB", "2048")) * 2**20)
@@ -116,8 +117,8 @@ class DataBundle:
     mean: list[float]
     std: list[float]
     splits: dict[str, Split]
-    crop_pct: float = 1.0
-    interpolation: str = "bilinear"
+    crop_pct: float = CROP_PCT_DEFAULT
+    interpolation: str = INTERPOLATION_DEFAULT
 
     @property
     def num_classes(self) -> int:
@@ -133,10 +134,13 @@ class DataBundle:
 
 
 def resolve_input_size(img_size: int | None, native: tuple[int, int] | None, min_size: int,
-                       default_size: int) -> list[int]:
-    """--img-size wins; else the data's native size if the model can take it; else the model's size."""
+                       default_size: int, preferred: list[int] | None = None) -> list[int]:
+    """--img-size wins; else ``preferred`` (a spec's or pretrained weights' own size); else the data's native
+    size if the model can take it; else the model's size."""
     if img_size:
         return [img_size, img_size]
+    if preferred:
+        return [int(preferred[0]), int(preferred[1])]
     if native is None:
         return [default_size, default_size]
     if min(native) >= min_size:
@@ -145,19 +149,19 @@ def resolve_input_size(img_size: int | None, native: tuple[int, int] | None, min
 
 
 def load_data(cfg: DataConfig, min_size: int = 1, default_size: int = 64, progress: Progress | None = None,
-              input_size: list[int] | None = None, crop_pct: float = 1.0, interpolation: str = "bilinear",
+              input_size: list[int] | None = None, crop_pct: float = CROP_PCT_DEFAULT, interpolation: str = INTERPOLATION_DEFAULT,
               mean: list[float] | None = None, std: list[float] | None = None,
               class_names: list[str] | None = None) -> DataBundle:
     """Load, split, resize and describe a data set.
 
     ``input_size``/``crop_pct``/``mean``/``std``/``class_names`` override what the data would choose:
-    eval and finetune pass the values stored in a model spec.
+    eval and finetune pass the values stored in a model spec or pretrained weights (``cfg.img_size`` still
+    wins over ``input_size``: eval's data config never carries one).
     """
     raw = load_raw(cfg.data, cfg.data_dir, cfg.download)
     if class_names is not None:
         raw = _remap_classes(raw, class_names)
-    size = list(input_size) if input_size else resolve_input_size(cfg.img_size, raw.native_size, min_size,
-                                                                  default_size)
+    size = resolve_input_size(cfg.img_size, raw.native_size, min_size, default_size, preferred=input_size)
     parts = _split(raw, cfg)
     splits: dict[str, Split] = {}
     for name in SPLITS:
@@ -221,8 +225,8 @@ def _split(raw: RawData, cfg: DataConfig) -> dict[str, Part]:
     return {"train": train, "val": val, "test": test}
 
 
-def _resize_array(images: np.ndarray, size: list[int], crop_pct: float = 1.0,
-                  interpolation: str = "bilinear") -> np.ndarray:
+def _resize_array(images: np.ndarray, size: list[int], crop_pct: float = CROP_PCT_DEFAULT,
+                  interpolation: str = INTERPOLATION_DEFAULT) -> np.ndarray:
     """Resize in-memory images exactly as a file of the same pixels would be (resize_for_model)."""
     if list(images.shape[2:]) == list(size) and crop_pct >= 1.0:
         return images

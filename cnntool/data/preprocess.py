@@ -6,6 +6,8 @@ in torch, so a file gives the same numbers whichever path reads it.
 
 from __future__ import annotations
 
+import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -14,12 +16,33 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from cnntool.errors import DataError
+from cnntool.spec import CROP_PCT_DEFAULT, INTERPOLATION_DEFAULT
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 _INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
                   "lanczos": Image.LANCZOS, "box": Image.BOX}
 # A truncated file is an error, never silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Largest image decoded (Pillow's own bomb limit): checked from the header before any pixel is decoded. Pillow's
+# DecompressionBombWarning is silenced once, process-wide, because the check below replaces it: filtering it per
+# call with warnings.catch_warnings() is not thread-safe (images are decoded by a thread pool).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow's other warnings about one file (corrupt EXIF, ...) become one line naming the file, through the
+# "cnntool" logger, instead of a raw warning: collected per thread while that thread decodes the file.
+_decoding = threading.local()
+_show_warning = warnings.showwarning
+
+
+def _route_warning(message, category, filename, lineno, file=None, line=None):
+    sink = getattr(_decoding, "sink", None)
+    if sink is not None and issubclass(category, UserWarning):
+        sink.append(str(message))
+        return None
+    return _show_warning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _route_warning
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -33,23 +56,30 @@ def open_image(path: str | Path, in_channels: int, draft_size: int | None = None
     photo's EXIF orientation is applied (a phone picture taken upright is classified upright).
     Any decoding problem becomes a DataError naming the file.
     """
+    _decoding.sink = notes = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if draft_size and im.format == "JPEG":
-                    im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
-                im.load()
-                return to_mode(ImageOps.exif_transpose(im), in_channels)
+        with Image.open(path) as im:  # lazy: reads the header only
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DataError(f"{path}: image of {w}×{h} pixels is larger than the {MAX_PIXELS:,}-pixel limit "
+                                f"(a decompression bomb?); not decoded")
+            if draft_size and im.format == "JPEG":
+                im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
+            im.load()
+            return to_mode(ImageOps.exif_transpose(im), in_channels)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image (unrecognised file format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         reason = str(e).strip() or type(e).__name__
         if "truncated" in reason.lower():
             reason = "truncated or corrupt image data"
         raise DataError(f"{path}: cannot decode image ({reason})") from None
+    finally:
+        _decoding.sink = None
+        for note in dict.fromkeys(notes):
+            logging.getLogger("cnntool").warning("%s: %s", clean_text(str(path)), note)
 
 
 def to_mode(im: Image.Image, in_channels: int) -> Image.Image:
@@ -67,8 +97,8 @@ def to_mode(im: Image.Image, in_channels: int) -> Image.Image:
     return im if im.mode == target else im.convert(target)
 
 
-def resize_for_model(im: Image.Image, input_size: Sequence[int], crop_pct: float = 1.0,
-                     interpolation: str = "bilinear") -> Image.Image:
+def resize_for_model(im: Image.Image, input_size: Sequence[int], crop_pct: float = CROP_PCT_DEFAULT,
+                     interpolation: str = INTERPOLATION_DEFAULT) -> Image.Image:
     """Resize (and centre-crop) to ``input_size`` = [height, width].
 
     crop_pct 1.0 resizes straight to the input size; below 1.0 the shorter side is resized to
@@ -97,8 +127,8 @@ def to_chw_uint8(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_for_model(path: str | Path, in_channels: int, input_size: Sequence[int], crop_pct: float = 1.0,
-                   interpolation: str = "bilinear") -> np.ndarray:
+def load_for_model(path: str | Path, in_channels: int, input_size: Sequence[int],
+                   crop_pct: float = CROP_PCT_DEFAULT, interpolation: str = INTERPOLATION_DEFAULT) -> np.ndarray:
     """File -> uint8 array (C, H, W) at the model's input size (full decode: no JPEG draft mode,
     which would change the pixels)."""
     im = open_image(path, in_channels)
@@ -111,3 +141,8 @@ def normalize(batch_uint8: np.ndarray, mean: Sequence[float], std: Sequence[floa
     m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
     return (x - m) / s
+
+
+def clean_text(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (escape sequences, newlines) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -17,6 +17,7 @@ import numpy as np
 from cnntool.data.formats import read_cifar_batch, read_cifar_images, read_idx
 from cnntool.data.preprocess import is_image_file
 from cnntool.errors import DataError
+from cnntool.spec import class_name_problem
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -238,6 +239,11 @@ def image_folder(path: Path) -> RawData:
         raise DataError(f"{root}: no class folders found (expected one sub-folder per class)")
     if len(classes) < 2:
         raise DataError(f"{root}: only one class folder ({classes[0]}); a classifier needs at least two")
+    for name in classes:  # refused now, not after training: the name goes into the spec, files and ONNX metadata
+        why = class_name_problem(name)
+        if why:
+            raise DataError(f"{root / name!r}: a class folder name that {why} cannot be used as a class name; "
+                            f"rename the folder")
     train = _scan(root, classes)
     parts = {}
     if has_splits:

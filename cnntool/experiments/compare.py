@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import glob
 import math
 from pathlib import Path
 from typing import Any
 
-from cnntool.errors import CheckpointError, ConfigError
+from cnntool.errors import ConfigError
 
 COLUMNS = ("best_val_acc", "best_val_loss", "final_val_acc", "final_val_loss", "final_train_acc",
            "final_train_loss", "test_acc", "test_loss", "epochs", "seconds")
 # Options that differ between any two runs but say nothing about the model (where it ran, how fast).
 IGNORED_OPTIONS = {"threads", "workers", "device", "data_dir", "download"}
-
-
-def expand_runs(patterns: list[str]) -> list[Path]:
-    """Run directories from paths and glob patterns (``runs/sweep-x/trial*``), in the order given."""
-    out: list[Path] = []
-    for pat in patterns:
-        matches = sorted(glob.glob(pat)) if glob.has_magic(pat) else [pat]
-        if not matches:
-            raise CheckpointError(f"{pat!r} matches no run directory")
-        for m in matches:
-            p = Path(m)
-            if glob.has_magic(pat) and not (p / "metrics.csv").is_file():
-                continue  # a glob may catch plots or seeds.json beside the runs
-            if not p.is_dir():
-                raise CheckpointError(f"{p}: no such run directory")
-            if not (p / "metrics.csv").is_file():
-                raise CheckpointError(f"{p}: not a run directory (no metrics.csv)")
-            if p not in out:
-                out.append(p)
-    if not out:
-        raise ConfigError(f"no run directory among {' '.join(patterns)}")
-    return out
 
 
 def describe_run(path: Path) -> dict[str, Any]:
@@ -78,7 +55,10 @@ def compare_runs(patterns: list[str], sort: str | None = None, plot: str | Path 
     ``sort``: a column (``val_acc`` means ``best_val_acc``) or a differing option; accuracies sort best first
     (descending), everything else ascending; runs missing the value go last.
     """
-    runs = [describe_run(p) for p in expand_runs(patterns)]
+    from cnntool.runs import expand_runs
+
+    paths, skipped = expand_runs(patterns)
+    runs = [describe_run(p) for p in paths]
     differ = differing_options(runs)
     if sort:
         key = _sort_column(sort, differ)
@@ -89,7 +69,7 @@ def compare_runs(patterns: list[str], sort: str | None = None, plot: str | Path 
         runs = present + missing
     table = [{"label": label, **{k: r[k] for k in ("run", "command", "finished", *COLUMNS)},
               "options": {k: r["options"].get(k) for k in differ}} for label, r in zip(_labels(runs), runs)]
-    result = {"runs": table, "differing_options": differ, "sort": sort, "plot": None}
+    result = {"runs": table, "differing_options": differ, "sort": sort, "plot": None, "skipped": skipped}
     if plot:
         from cnntool.viz.curves import plot_curves
 

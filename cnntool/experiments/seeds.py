@@ -64,7 +64,7 @@ def _seed_config(cfg: RunConfig, seed: int, group: Path, threads: int | None) ->
 
 
 def _fit_quiet(cfg: RunConfig) -> dict[str, Any]:  # runs in a worker process
-    from cnntool.training.engine import fit
+    from cnntool.runner import fit
 
     return fit(cfg)
 
@@ -80,7 +80,7 @@ def run_seeds(cfg: RunConfig, seeds: list[int], jobs: int = 1,
     "seeds_json", "plot"}``.
     """
     from cnntool.training.distributed import env_world_size
-    from cnntool.training.engine import fit
+    from cnntool.runner import fit
     from cnntool.training.rundir import allocate_run_dir, read_metrics, write_json
 
     if cfg.resume:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnntool.config import OPTION_GROUPS
-from cnntool.errors import ConfigError
+from cnntool.config import COMMAND_GROUPS, MONITORS
+from cnntool.errors import ConfigError, first_line
 
 RUN_KEYS = {"runs_root", "name", "out", "resume"}
 TYPES = ("categorical", "int", "float")
@@ -92,8 +92,9 @@ class SweepSpace:
         return {**self.base, **sampled, "monitor": self.monitor}
 
 
-def _field_types() -> dict[str, tuple[str, Any]]:
-    return {f.name: (str(f.type), f.default) for cls in OPTION_GROUPS.values() for f in dataclasses.fields(cls)}
+def _field_types(command: str = "train") -> dict[str, tuple[str, Any]]:
+    return {f.name: (str(f.type), f.default) for cls in COMMAND_GROUPS.get(command, COMMAND_GROUPS["train"])
+            for f in dataclasses.fields(cls)}
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -114,19 +115,8 @@ def coerce(name: str, value: Any) -> Any:
 
 
 def known_options(command: str) -> set[str] | None:
-    """Option names a command accepts (None: unknown, so not checked before the first trial)."""
-    names = set(_field_types())
-    if command == "train":
-        return names
-    try:
-        import importlib
-        import inspect
-
-        fn = getattr(importlib.import_module(f"cnntool.cli.{command}"), command)
-        extra = set(inspect.signature(fn).parameters)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    return names | extra if extra else None
+    """Option names a training command accepts (None: not a training command; the trial then fails)."""
+    return set(_field_types(command)) if command in COMMAND_GROUPS else None
 
 
 def parse_space(doc: Any, source: str | None = None) -> SweepSpace:
@@ -139,8 +129,8 @@ def parse_space(doc: Any, source: str | None = None) -> SweepSpace:
                           f"(expected command, monitor, base, params, pruner)")
     command = str(doc.get("command", "train"))
     monitor = str(doc.get("monitor", "val_acc"))
-    if monitor not in ("val_acc", "val_loss"):
-        raise ConfigError(f"{where}: monitor {monitor!r} must be val_acc or val_loss")
+    if monitor not in MONITORS:
+        raise ConfigError(f"{where}: monitor {monitor!r} must be one of {', '.join(MONITORS)}")
     base_raw = doc.get("base") or {}
     params_raw = doc.get("params") or {}
     if not isinstance(base_raw, dict) or not isinstance(params_raw, dict):
@@ -219,5 +209,5 @@ def load_space(path: str | Path) -> SweepSpace:
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"sweep space {p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"sweep space {p}: not valid YAML ({first_line(e)})") from None
     return parse_space(doc, str(p))

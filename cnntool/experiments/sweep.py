@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntool.config import OPTION_GROUPS
-from cnntool.errors import CnnToolError, ConfigError
+from cnntool.errors import CnnToolError, ConfigError, first_line
 from cnntool.experiments.space import SweepSpace
 from cnntool.training.events import Reporter
 
@@ -87,10 +87,29 @@ def default_study_name(space_path: str | Path) -> str:
     return Path(space_path).stem
 
 
+HEARTBEAT_SECONDS = 30  # a running trial says it is alive this often
+STALE_SECONDS = 300  # a RUNNING trial silent for this long (or whose process on this host is gone) is dead
+
+
 def _storage(url: str | None, sweep_dir: Path):
-    """(storage for optuna, printable url, lock path or None)."""
+    """(storage for optuna, printable url, lock path or None).
+
+    RDB URLs use Optuna's own heartbeat: a trial whose process died is marked FAIL after the grace period and
+    retried once (``RetryFailedTrialCallback``). The journal file has no heartbeat in Optuna, so cnntool keeps
+    one (``_Liveness``)."""
     if url and "://" in url:
-        return url, url, None
+        import optuna
+
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=STALE_SECONDS,
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+        except ImportError as e:
+            driver = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}.get(url.split(":")[0].split("+")[0])
+            hint = f"pip install {driver}" if driver else "install the database driver"
+            raise ConfigError(f"--storage {url.split('://')[0]}://…: the database driver is missing "
+                              f"({first_line(e)}); {hint}") from None
+        return storage, url, None
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -133,26 +152,13 @@ def _sampler(name: str, space: SweepSpace, seed: int | None):
     raise ConfigError(f"--sampler {name!r} must be one of {', '.join(SAMPLERS)}")
 
 
-def _ensure_preparer(command: str):
-    from cnntool.training.engine import PREPARERS
-
-    if command not in PREPARERS:
-        import importlib
-
-        for mod in (f"cnntool.training.{command}", f"cnntool.{command}"):
-            with contextlib.suppress(ImportError):
-                importlib.import_module(mod)
-    if command not in PREPARERS:
-        raise ConfigError(f"sweep space: command {command!r} cannot be swept (known: {', '.join(PREPARERS)})")
-    return PREPARERS[command]
-
-
 def run_trial(space: SweepSpace, options: dict[str, Any], runs_root: Path, name: str,
               reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one trial exactly as ``cnntool <command>`` with these options would, into runs_root/name."""
+    from cnntool.runner import preparer as preparer_for
     from cnntool.training.engine import Trainer, set_threads
 
-    preparer = _ensure_preparer(space.command)
+    preparer = preparer_for(space.command)
     reporter = reporter or Reporter()
     set_threads(options.get("threads"))
     setup = preparer(options, reporter)
@@ -202,7 +208,9 @@ def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study:
         raise ConfigError(f"--sampler {sampler!r} must be one of {', '.join(SAMPLERS)}")
     if env_world_size() > 1:
         raise ConfigError("cnntool sweep runs trials one process each; start it several times instead of torchrun")
-    _ensure_preparer(space.command)
+    from cnntool.runner import preparer
+
+    preparer(space.command)  # fails now, not after the study is created
     reporter = reporter or SweepReporter()
     study_name = study or (Path(space.source).stem if space.source else "sweep")
     if "/" in study_name or study_name in ("", ".", ".."):
@@ -231,11 +239,16 @@ def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study:
                        "params": {d.name: d.describe() for d in space.params},
                        "existing": len(st.get_trials(deepcopy=False))})
     ran = 0
+    live = _Liveness(st) if lock is not None else None
     while True:
         with _file_lock(lock):
-            if len(st.get_trials(deepcopy=False)) >= trials:
+            if live is not None:
+                live.fail_dead_trials()
+            if _counted(st) >= trials:
                 break
             trial = st.ask()
+            if live is not None:
+                live.claim(trial)
         sampled = {d.name: d.suggest(trial) for d in space.params}
         options = space.trial_options(sampled)
         trial.set_user_attr("options", options)
@@ -243,7 +256,8 @@ def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study:
         reporter.on_trial_start(trial.number, sampled)
         hook = _PruningReporter(trial, space.monitor, space.pruner is not None, reporter)
         try:
-            result = run_trial(space, options, sweep_dir, f"trial{trial.number}", hook)
+            with live.beating(trial) if live is not None else contextlib.nullcontext():
+                result = run_trial(space, options, sweep_dir, f"trial{trial.number}", hook)
         except optuna.TrialPruned:
             st.tell(trial, state=optuna.trial.TrialState.PRUNED)
         except CnnToolError as e:
@@ -259,6 +273,89 @@ def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study:
         done = next(t for t in st.get_trials(deepcopy=False) if t.number == trial.number)
         reporter.on_trial_end(_trial_info(done), _best(st, space))
     return summarize(st, space, store_url, sweep_dir, ran=ran, plots=plots, write=write_json)
+
+
+def _counted(st) -> int:
+    """Trials toward --trials: complete, pruned, running, and failed by their options (an invalid value fails
+    the same way every time); a trial whose process was killed does not count (it is run again)."""
+    import optuna
+
+    return sum(1 for t in st.get_trials(deepcopy=False)
+               if t.state != optuna.trial.TrialState.FAIL or not t.user_attrs.get("killed"))
+
+
+class _Liveness:
+    """Heartbeats for the journal storage: each running trial records its host, pid and a timestamp refreshed
+    every HEARTBEAT_SECONDS; a RUNNING trial whose process is gone (same host) or whose heartbeat is older than
+    STALE_SECONDS is marked FAIL, so a killed process never leaves a trial RUNNING forever."""
+
+    def __init__(self, study):
+        import os
+        import socket
+
+        self.study = study
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+
+    def claim(self, trial) -> None:
+        import time
+
+        trial.set_user_attr("worker", self.me)
+        trial.set_user_attr("heartbeat", time.time())
+
+    @contextlib.contextmanager
+    def beating(self, trial):
+        import threading
+        import time
+
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(HEARTBEAT_SECONDS):
+                with contextlib.suppress(Exception):  # a missed beat is not worth failing the trial
+                    self.study._storage.set_trial_user_attr(trial._trial_id, "heartbeat", time.time())
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def fail_dead_trials(self) -> list[int]:
+        import socket
+        import time
+
+        import optuna
+
+        host = socket.gethostname()
+        failed = []
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            worker = str(t.user_attrs.get("worker", ""))
+            w_host, _, w_pid = worker.rpartition(":")
+            beat = t.user_attrs.get("heartbeat")
+            dead = w_host == host and w_pid.isdigit() and not _alive(int(w_pid))
+            stale = isinstance(beat, (int, float)) and time.time() - beat > STALE_SECONDS
+            if worker != self.me and (dead or stale or not worker):
+                self.study._storage.set_trial_user_attr(t._trial_id, "error", "its process stopped (killed?)")
+                self.study._storage.set_trial_user_attr(t._trial_id, "killed", True)
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                if "retry_of" not in t.user_attrs and t.params:  # a killed trial is run once more, same values
+                    self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+                failed.append(t.number)
+        return failed
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def summarize(st, space: SweepSpace, store_url: str, sweep_dir: Path, ran: int = 0, plots: bool = True,

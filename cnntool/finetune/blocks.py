@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnntool.models.tv import head_name
+from cnntool.models.heads import head_name
 
 MIN_BACKBONE_BLOCKS = 4
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)

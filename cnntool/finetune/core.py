@@ -19,71 +19,26 @@ Input size and normalisation:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from cnntool.config import RunConfig
+from cnntool.config import FinetuneOptions, RunConfig
 from cnntool.data.bundle import load_data
 from cnntool.errors import ConfigError
-from cnntool.finetune.strategy import STRATEGIES, Plan
+from cnntool.finetune.strategy import Plan
 from cnntool.finetune.weights import Source, channel_stats, resolve_source, transfer
-from cnntool.spec import ModelSpec
-from cnntool.training.engine import PREPARERS, Setup, Trainer, config_replace, resume, set_threads
+from cnntool.spec import CROP_PCT_DEFAULT, INTERPOLATION_DEFAULT, ModelSpec
+from cnntool.training.engine import Setup, config_replace
 from cnntool.training.events import Reporter
-
-NORMS = ("auto", "weights", "data")
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    model: str | None = None  # default: the --weights run's architecture, else tv:resnet18
-    weights: str = "imagenet"
-    strategy: str = "full"
-    k: int = 1
-    unfreeze_every: int = 1
-    freeze_first: int = 0
-    head: str = "linear"
-    head_dropout: float = 0.0
-    backbone_lr_mult: float = 1.0
-    norm: str = "auto"
-
-    def validate(self) -> None:
-        from cnntool.models.tv import parse_head
-
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"--strategy {self.strategy!r} must be one of {', '.join(STRATEGIES)}")
-        if self.k < 1:
-            raise ConfigError(f"--k {self.k} must be >= 1")
-        if self.unfreeze_every < 1:
-            raise ConfigError(f"--unfreeze-every {self.unfreeze_every} must be >= 1 epoch")
-        if self.freeze_first < 0:
-            raise ConfigError(f"--freeze-first {self.freeze_first} must be >= 0")
-        parse_head(self.head)
-        if not 0.0 <= self.head_dropout < 1.0:
-            raise ConfigError(f"--head-dropout {self.head_dropout!r} must be in [0, 1)")
-        if not self.backbone_lr_mult > 0:
-            raise ConfigError(f"--backbone-lr-mult {self.backbone_lr_mult!r} must be > 0 "
-                              f"(freeze with --strategy instead)")
-        if self.norm not in NORMS:
-            raise ConfigError(f"--norm {self.norm!r} must be one of {', '.join(NORMS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_flat(cls, options: dict[str, Any]) -> FinetuneOptions:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k.replace("-", "_"): v for k, v in options.items() if k.replace("-", "_") in names})
 
 
 def build_model(arch: str, base_kwargs: dict[str, Any], num_classes: int, in_channels: int,
-                input_size: list[int], head: str, head_dropout: float) -> tuple[torch.nn.Module, str, dict[str, Any]]:
+                input_size: list[int], head: str, head_dropout: float,
+                batch_size: int = 1) -> tuple[torch.nn.Module, str, dict[str, Any]]:
     """The model to fine-tune with a fresh head; returns (model, spec arch, spec model_kwargs)."""
-    from cnntool.models import create_model
-    from cnntool.models.registry import TV_PREFIX
+    from cnntool.models import check_memory, create_model
+    from cnntool.models.tv import TV_PREFIX
 
     custom = head.strip().lower() != "linear" or bool(head_dropout)
     if arch.startswith(TV_PREFIX):
@@ -96,6 +51,7 @@ def build_model(arch: str, base_kwargs: dict[str, Any], num_classes: int, in_cha
         spec_arch = "finetuned"
     else:
         kwargs, spec_arch = dict(base_kwargs), arch
+    check_memory(spec_arch, num_classes, in_channels, input_size, batch_size, training=True, **kwargs)
     model = create_model(spec_arch, num_classes, in_channels, input_size=input_size, **kwargs)
     return model, spec_arch, kwargs
 
@@ -103,7 +59,7 @@ def build_model(arch: str, base_kwargs: dict[str, Any], num_classes: int, in_cha
 def prepare_finetune(cfg: RunConfig, ft: FinetuneOptions, reporter: Reporter | None = None) -> Setup:
     """Weights, data, model, freezing plan and spec; every check happens here, before a run directory exists."""
     from cnntool.models import check_input_size, get_model_info
-    from cnntool.models.tv import head_name
+    from cnntool.models.heads import head_name
 
     reporter = reporter or Reporter()
     cfg.validate()
@@ -111,11 +67,9 @@ def prepare_finetune(cfg: RunConfig, ft: FinetuneOptions, reporter: Reporter | N
     source = resolve_source(ft.weights, ft.model)
     info = get_model_info(source.arch)
     pre = source.preprocessing
-    size, crop_pct, interp = None, 1.0, "bilinear"
+    size, crop_pct, interp = None, CROP_PCT_DEFAULT, INTERPOLATION_DEFAULT
     if pre is not None:
         size, crop_pct, interp = list(pre.input_size), pre.crop_pct, pre.interpolation
-    if cfg.data.img_size:
-        size = [cfg.data.img_size, cfg.data.img_size]
     data = load_data(cfg.data, info.min_size, info.default_size, progress=reporter.on_data, input_size=size,
                      crop_pct=crop_pct, interpolation=interp)
     norm_from = "data"
@@ -129,7 +83,7 @@ def prepare_finetune(cfg: RunConfig, ft: FinetuneOptions, reporter: Reporter | N
 
     torch.manual_seed(cfg.train.seed)
     model, spec_arch, kwargs = build_model(source.arch, source.base_kwargs, data.num_classes, data.in_channels,
-                                           data.input_size, ft.head, ft.head_dropout)
+                                           data.input_size, ft.head, ft.head_dropout, cfg.train.batch_size)
     head = head_name(model)
     report = transfer(model, source.state, head, ft.weights) if source.state is not None else None
     check_input_size(model, source.arch, data.in_channels, data.input_size)
@@ -142,7 +96,7 @@ def prepare_finetune(cfg: RunConfig, ft: FinetuneOptions, reporter: Reporter | N
     extra = {**ft.to_dict(), "model": source.arch, "weights_kind": source.kind,
              "weights": source.path if source.kind in ("run", "state_dict") else ft.weights}
     info_out: dict[str, Any] = {
-        "blocks_table": _header(ft, source, report, norm_from, plan),
+        "finetune_header": _header(ft, source, report, norm_from, plan),
         "blocks": plan.counts(),
         "weights": {"kind": source.kind, "path": source.path, "loaded": report and report["loaded"],
                     "adapted": report and report["adapted"], "norm_from": norm_from},
@@ -154,13 +108,12 @@ def prepare_finetune(cfg: RunConfig, ft: FinetuneOptions, reporter: Reporter | N
     return setup
 
 
-def _header(ft: FinetuneOptions, source: Source, report: dict[str, Any] | None, norm_from: str, plan: Plan):
-    """The start-up lines shown above the epoch rows: where the weights came from, then the blocks table."""
-    from rich.console import Group
-    from rich.text import Text
-
+def _header(ft: FinetuneOptions, source: Source, report: dict[str, Any] | None, norm_from: str,
+            plan: Plan) -> dict[str, Any]:
+    """What the start-up lines above the epoch rows say: where the weights came from, and the blocks
+    table's title (the rows are ``info["blocks"]``)."""
     where = source.path if source.kind != "none" else "random initialisation"
-    line = f"  weights {source.kind}: {where}"
+    line = f"weights {source.kind}: {where}"
     if report:
         line += f" · {report['loaded']} tensors loaded, head {plan.blocks[-1].name} new"
         if report["adapted"]:
@@ -174,7 +127,7 @@ def _header(ft: FinetuneOptions, source: Source, report: dict[str, Any] | None, 
     if ft.backbone_lr_mult != 1.0:
         extra.append(f"backbone lr × {ft.backbone_lr_mult:g}")
     title = f"blocks · strategy {ft.strategy}" + (f" ({'; '.join(extra)})" if extra else "")
-    return Group(Text(line, overflow="fold"), plan.table(title))
+    return {"line": line, "title": title, "gradual": ft.strategy == "gradual"}
 
 
 def _weights_norm(source: Source) -> tuple[list[float] | None, list[float] | None]:
@@ -184,23 +137,3 @@ def _weights_norm(source: Source) -> tuple[list[float] | None, list[float] | Non
     if source.spec is not None:
         return list(source.spec.mean), list(source.spec.std)
     return None, None
-
-
-def _prepare_from_options(options: dict[str, Any], reporter: Reporter) -> Setup:
-    return prepare_finetune(RunConfig.from_flat(options), FinetuneOptions.from_flat(options), reporter)
-
-
-PREPARERS["finetune"] = _prepare_from_options
-
-
-def finetune(cfg: RunConfig, ft: FinetuneOptions | None = None, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Fine-tune as `cnntool finetune` does and return the final metrics (plus ``run_dir``)."""
-    if cfg.resume:
-        return resume(cfg.resume, reporter)
-    set_threads(cfg.train.threads)
-    setup = prepare_finetune(cfg, ft or FinetuneOptions(), reporter)
-    plan: Plan = setup.plan  # type: ignore[attr-defined]
-    start = plan.trainable()
-    result = Trainer(setup, reporter).run()
-    result.update(strategy=plan.strategy, trainable_start=start, trainable_params=plan.trainable())
-    return result

@@ -22,10 +22,9 @@ from typing import Any
 
 from torch import nn
 
+from cnntool.config import STRATEGIES
 from cnntool.errors import ConfigError
 from cnntool.finetune.blocks import block_params, blocks
-
-STRATEGIES = ("full", "linear", "bn", "last-k", "gradual")
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
 
@@ -146,29 +145,6 @@ class Plan:
 
     def trainable(self) -> int:
         return sum(p.numel() for b in self.blocks for p in b.params if p.requires_grad)
-
-    def table(self, title: str = "blocks"):
-        from rich.table import Table
-
-        t = Table(title=title, title_justify="left")
-        t.add_column("block")
-        t.add_column("params", justify="right")
-        t.add_column("trainable", justify="right")
-        t.add_column("frozen", justify="right")
-        gradual = self.strategy == "gradual"
-        if gradual:
-            t.add_column("trains from epoch", justify="right")
-        for row in self.counts():
-            cells = [row["block"] + (" (head)" if row["head"] else ""), f"{row['params']:,}",
-                     f"{row['trainable']:,}", f"{row['frozen']:,}"]
-            if gradual:
-                cells.append(str(row["unfreezes_at_epoch"] or "never"))
-            style = "green" if row["trainable"] else "dim"
-            t.add_row(*cells, style=style)
-        total = sum(b.numel for b in self.blocks)
-        cells = ["total", f"{total:,}", f"{self.trainable():,}", f"{total - self.trainable():,}"]
-        t.add_row(*(cells + ([""] if gradual else [])), style="bold")
-        return t
 
 
 def _bn_params(m: nn.Module) -> list[nn.Parameter]:

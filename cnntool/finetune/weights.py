@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntool.errors import CheckpointError, ConfigError, ModelError
-from cnntool.models.registry import TV_PREFIX
-from cnntool.models.tv import adapt_conv_weight
+from cnntool.errors import CheckpointError, ConfigError, ModelError, first_line
+from cnntool.spec import INTERPOLATION_DEFAULT
+from cnntool.models.tv import TV_PREFIX
+from cnntool.models.heads import adapt_conv_weight
 from cnntool.spec import ModelSpec
 
 OFFLINE_ENV = "CNNTOOL_OFFLINE"
@@ -42,7 +43,7 @@ class Preprocessing:
     crop_pct: float
     mean: list[float] | None  # None: use the new data's own statistics
     std: list[float] | None
-    interpolation: str = "bilinear"
+    interpolation: str = INTERPOLATION_DEFAULT
     source: str = ""  # where these values come from, for the start-up line
 
 
@@ -155,7 +156,7 @@ def _imagenet(which: str, arch: str) -> Source:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        first = first_line(e, 160)
         raise CheckpointError(f"{file}: not a readable weights file ({first}); delete it to download again") \
             from None
     if not isinstance(state, dict):

@@ -6,7 +6,7 @@ from torch import nn
 
 from cnntool.errors import ConfigError
 
-ACTIVATIONS = {
+ACTIVATIONS = {  # keyed by cnntool.config.ACTIVATIONS (a test checks they are the same names)
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.01),
     "prelu": nn.PReLU,

@@ -1,6 +1,7 @@
 """Model registry: a model is a short builder function registered under a name (as in timm).
 
-``tv:NAME`` resolves to any torchvision classification model.
+Families of models that live in another library (torchvision's ``tv:NAME``) plug in as a namespace: a prefix,
+a function that lists their names and one that describes a name. The registry imports none of them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cnntool.errors import ConfigError, ModelError
-
-TV_PREFIX = "tv:"
-
+from cnntool.errors import ConfigError, ModelError, first_line
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -36,6 +34,29 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+@dataclass(frozen=True)
+class Namespace:
+    prefix: str  # e.g. "tv:"
+    info: Callable[[str], ModelInfo]  # name without the prefix -> its ModelInfo (ModelError when unknown)
+    names: Callable[[], list[str]]  # every name without the prefix
+    description: str  # what the prefix means, for error messages and --list-models
+
+
+_NAMESPACES: dict[str, Namespace] = {}
+
+
+def register_namespace(prefix: str, info: Callable[[str], ModelInfo], names: Callable[[], list[str]],
+                       description: str) -> None:
+    """Make ``PREFIXNAME`` resolve through ``info(NAME)``; ``names()`` lists them for ``--list-models``."""
+    if not prefix.endswith(":"):
+        raise ValueError(f"a model namespace prefix ends with ':' ({prefix!r})")
+    _NAMESPACES[prefix] = Namespace(prefix, info, names, description)
+
+
+def namespaces() -> list[Namespace]:
+    return list(_NAMESPACES.values())
+
+
 def register_model(name: str | None = None, *, min_size: int = 8, default_size: int = 64):
     """Decorator: ``builder(num_classes, in_channels, *, option=default, ...) -> nn.Module``."""
     def deco(fn: Callable[..., nn.Module]):
@@ -46,23 +67,23 @@ def register_model(name: str | None = None, *, min_size: int = 8, default_size: 
     return deco
 
 
-def list_models(include_torchvision: bool = False) -> list[str]:
+def list_models(include_namespaces: bool = False) -> list[str]:
+    """The registered names; with ``include_namespaces`` also every ``PREFIX:NAME`` of each namespace."""
     names = sorted(_REGISTRY)
-    if include_torchvision:
-        from cnntool.models.tv import torchvision_names
-
-        names += [TV_PREFIX + n for n in torchvision_names()]
+    if include_namespaces:
+        for ns in _NAMESPACES.values():
+            names += [ns.prefix + n for n in ns.names()]
     return names
 
 
 def get_model_info(name: str) -> ModelInfo:
-    if name.startswith(TV_PREFIX):
-        from cnntool.models.tv import torchvision_info
-
-        return torchvision_info(name[len(TV_PREFIX):])
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix + sep in _NAMESPACES:
+        return _NAMESPACES[prefix + sep].info(rest)
     if name not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))} "
-                         f"or tv:NAME (cnntool train --list-models)")
+        spaces = "".join(f" or {ns.prefix}NAME ({ns.description})" for ns in _NAMESPACES.values())
+        raise ConfigError(f"--model {name!r} is not a model; choose one of {', '.join(sorted(_REGISTRY))}{spaces} "
+                         f"(cnntool train --list-models)")
     return _REGISTRY[name]
 
 
@@ -124,7 +145,7 @@ def check_input_size(model: nn.Module, name: str, in_channels: int, input_size: 
         with torch.no_grad():
             model(torch.zeros(1, in_channels, h, w))
     except RuntimeError as e:  # torch.OutOfMemoryError is one too
-        first = str(e).strip().splitlines()[0][:160]
+        first = first_line(e, 160)
         text = str(e).lower()
         if isinstance(e, getattr(torch, "OutOfMemoryError", ())) or any(m in text for m in OUT_OF_MEMORY):
             raise ModelError(f"model {name} cannot take {h}×{w} input: too large, out of memory ({first}); "
@@ -135,3 +156,73 @@ def check_input_size(model: nn.Module, name: str, in_channels: int, input_size: 
         raise ModelError(f"model {name} cannot take {h}×{w} input ({first})") from None
     finally:
         model.train(was_training)
+
+
+# ---------------------------------------------------------------------------- memory, before allocating
+
+MEMORY_LIMIT_ENV = "CNNTOOL_MAX_MEMORY_GB"
+GIB = 1024**3
+
+
+def memory_limit() -> float:
+    """Bytes a model may need: ``$CNNTOOL_MAX_MEMORY_GB`` GiB, else 80% of this machine's memory."""
+    import os
+
+    value = os.environ.get(MEMORY_LIMIT_ENV)
+    if value:
+        try:
+            return float(value) * GIB
+        except ValueError:
+            raise ConfigError(f"${MEMORY_LIMIT_ENV}={value!r} must be a number of GiB") from None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * GIB
+    return 0.8 * total
+
+
+def estimate_memory(name: str, num_classes: int, in_channels: int, input_size: list[int],
+                    **kwargs: Any) -> tuple[int, int] | None:
+    """(parameters, activation elements for one image) of a model, found on the meta device: nothing is
+    allocated, so a hostile spec (a million filters, a 10^12-wide head) is measured before it is built.
+    None when the model cannot be built on the meta device (then it is not estimated)."""
+    acts = [0]
+
+    def count(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            acts[0] += output.numel()
+
+    try:
+        with torch.device("meta"):
+            model = create_model(name, num_classes, in_channels, input_size=input_size, **kwargs)
+            params = sum(p.numel() for p in model.parameters())
+            hooks = [m.register_forward_hook(count) for m in model.modules() if not any(m.children())]
+            model.eval()
+            with torch.no_grad():
+                model(torch.zeros(1, in_channels, *input_size))
+            for h in hooks:
+                h.remove()
+    except (ConfigError, ModelError):
+        raise
+    except Exception:  # noqa: BLE001 - a model the meta device cannot run is simply not estimated
+        return None
+    return params, acts[0]
+
+
+def check_memory(name: str, num_classes: int, in_channels: int, input_size: list[int], batch_size: int = 1,
+                 training: bool = False, **kwargs: Any) -> None:
+    """Refuse, with one line, a model (and batch) that would need more memory than ``memory_limit()``.
+
+    float32: parameters once (training: ×4 for gradients and two optimizer moments); activations per image
+    × batch (training: ×2, kept for the backward pass)."""
+    est = estimate_memory(name, num_classes, in_channels, input_size, **kwargs)
+    if est is None:
+        return
+    params, acts = est
+    need = 4 * (params * (4 if training else 1) + acts * batch_size * (2 if training else 1))
+    limit = memory_limit()
+    if need > limit:
+        h, w = input_size
+        raise ModelError(f"model {name} at {h}×{w} needs about {need / GIB:,.1f} GiB ({params:,} parameters, "
+                         f"{acts:,} activations per image, batch {batch_size}); the limit is {limit / GIB:,.1f} GiB "
+                         f"(set ${MEMORY_LIMIT_ENV} to change it)")

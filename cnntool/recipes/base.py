@@ -67,7 +67,7 @@ class Context:
 
     def train(self, label: str, folder: str | Path | None = None, **opts: Any) -> dict[str, Any]:
         """One ordinary training run into ``OUT/runs/<label>``; returns fit()'s result plus ``label``."""
-        from cnntool.training import fit
+        from cnntool.runner import fit
 
         self.log(f"[{self.name}] train {label}")
         result = fit(self.config(label, folder, **opts), self.reporter_for(label))

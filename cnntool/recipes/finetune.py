@@ -58,7 +58,7 @@ def run(ctx: Context) -> dict[str, Any]:
     backbone is a cnn5 trained here on digits 0–4 and fine-tuned on digits 5–9; online (--data) ImageNet
     weights of tv:efficientnet_b0."""
     from cnntool.finetune import FinetuneOptions
-    from cnntool.finetune import finetune as run_finetune
+    from cnntool.runner import finetune as run_finetune
 
     epochs = ctx.pick(10, 5)
     notes = []

@@ -1,4 +1,4 @@
-"""One writer for every recipe: results.md (markdown tables), results.json, and the rich tables the CLI prints."""
+"""One writer for every recipe: results.md (markdown tables), results.json (the CLI renders the same tables with rich)."""
 
 from __future__ import annotations
 
@@ -75,19 +75,3 @@ def _rel(path: str | Path, root: Path) -> str:
 def write_results(result: dict[str, Any], out: Path) -> None:
     (out / "results.md").write_text(markdown(result) + "\n")
     write_json(out / "results.json", result)
-
-
-def rich_tables(result: dict[str, Any]) -> list:
-    from rich.table import Table
-
-    tables = []
-    for t in result.get("tables", []):
-        table = Table(title=t["title"], title_justify="left")
-        for c in t["columns"]:
-            table.add_column(c, justify="left" if c in ("run_dir", "variant", "step", "change", "case", "net",
-                                                       "strategy", "part", "shape", "note") else "right",
-                             overflow="fold")
-        for row in t["rows"]:
-            table.add_row(*(fmt(row.get(c), c) for c in t["columns"]))
-        tables.append(table)
-    return tables

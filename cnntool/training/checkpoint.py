@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntool.errors import CheckpointError, ConfigError, ModelError
+from cnntool.errors import CheckpointError, ConfigError, ModelError, first_line
+from cnntool.fileio import atomic_path
 from cnntool.spec import ModelSpec
 
 FORMAT = "cnntool-checkpoint"
@@ -22,25 +21,9 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp files are private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -57,15 +40,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                                   f"(it references {match.group(1)})") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (not a torch.save file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        first = first_line(e, 160)
         raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a cnntool checkpoint (holds a {type(obj).__name__})")
     return obj
 
 
+CHECKPOINT_NAMES = ("best", "last")  # RUN/best.pt, RUN/last.pt
+
+
 def resolve_checkpoint(target: str | Path, which: str = "best") -> Path:
-    """A run directory (its best.pt, else last.pt) or a checkpoint file."""
+    """A run directory (its ``which``.pt, else best.pt, else last.pt) or a checkpoint file."""
+    if which not in CHECKPOINT_NAMES:
+        raise ConfigError(f"--which {which!r} must be one of {', '.join(CHECKPOINT_NAMES)}")
     p = Path(target)
     if p.is_dir():
         for name in (f"{which}.pt", "best.pt", "last.pt"):
@@ -92,7 +80,12 @@ def spec_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelSpec:
     except (CheckpointError, ModelError, ConfigError) as e:
         raise _named(e, path) from None
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: invalid model spec ({str(e).strip().splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: invalid model spec ({first_line(e, 200)})") from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _named(e: Exception, path: Path | str) -> Exception:
@@ -102,10 +95,12 @@ def _named(e: Exception, path: Path | str) -> Exception:
 
 
 def build_from_spec(spec: ModelSpec) -> nn.Module:
-    from cnntool.models import create_model
+    """The spec's model with fresh weights; its memory is estimated first (a spec may come from a hostile file)."""
+    from cnntool.models import check_memory, create_model
 
-    return create_model(spec.arch, spec.num_classes, spec.in_channels, input_size=spec.input_size,
-                        **spec.model_kwargs)
+    args = (spec.arch, spec.num_classes, spec.in_channels, spec.input_size)
+    check_memory(*args, **spec.model_kwargs)
+    return create_model(*args[:3], input_size=spec.input_size, **spec.model_kwargs)
 
 
 def shape_mismatches(model: nn.Module, state: dict[str, Any]) -> list[str]:
@@ -142,9 +137,13 @@ def load_model(target: str | Path, which: str = "best", device: str | torch.devi
     try:
         model = build_from_spec(spec)
     except (CheckpointError, ModelError, ConfigError) as e:
-        raise _named(e, path) from None
+        # A bad value inside a file is a problem with the file (exit 1), never a mistyped flag (exit 2).
+        raise CheckpointError(f"{path}: model spec ({spec.arch}, model_kwargs {_short(spec.model_kwargs)}) "
+                              f"cannot be built: {e}") from None
+    if "model" not in ckpt:
+        raise CheckpointError(f"{path}: checkpoint has no 'model' weights")
     try:
         load_state(model, ckpt["model"], path)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model ({str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: weights do not fit the model ({first_line(e, 200)})") from None
     return model.to(device).eval(), spec, ckpt

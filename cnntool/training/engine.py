@@ -25,14 +25,15 @@ from cnntool import __version__
 from cnntool.config import RunConfig
 from cnntool.data.bundle import DataBundle, load_data
 from cnntool.data.pipeline import BatchPipeline
-from cnntool.errors import CheckpointError, ConfigError, TrainingError
+from cnntool.errors import CheckpointError, ConfigError, TrainingError, first_line
 from cnntool.spec import ModelSpec
 from cnntool.training import distributed
 from cnntool.training.checkpoint import load_checkpoint, save_checkpoint
 from cnntool.training.evaluate import autocast
 from cnntool.training.events import Reporter
 from cnntool.training.optim import build_optimizer, build_scheduler
-from cnntool.training.rundir import MetricsWriter, allocate_run_dir, read_json, remove_run_dir, write_json
+from cnntool.fileio import clean_stale_temp
+from cnntool.training.rundir import MetricsWriter, allocate_run_dir, remove_run_dir, write_json
 
 
 @dataclass
@@ -49,10 +50,6 @@ class Setup:
     train_mode: Callable[[nn.Module], None] | None = None  # after model.train() (keep frozen BN in eval)
     extra_options: dict[str, Any] = field(default_factory=dict)  # stored in config.json "options"
     info: dict[str, Any] = field(default_factory=dict)  # shown at start (parameter table, ...)
-
-
-# Commands whose runs can be resumed: name -> function(options, reporter) -> Setup
-PREPARERS: dict[str, Callable[[dict[str, Any], Reporter], Setup]] = {}
 
 
 def set_threads(threads: int | None) -> int:
@@ -75,7 +72,7 @@ def resolve_device(name: str) -> torch.device:
 
 def prepare_train(cfg: RunConfig, reporter: Reporter | None = None) -> Setup:
     """Data, model and spec for `cnntool train`; every check happens here, before a run directory exists."""
-    from cnntool.models import check_input_size, create_model, get_model_info, resolve_kwargs
+    from cnntool.models import check_input_size, check_memory, create_model, get_model_info, resolve_kwargs
 
     reporter = reporter or Reporter()
     cfg.validate()
@@ -84,6 +81,8 @@ def prepare_train(cfg: RunConfig, reporter: Reporter | None = None) -> Setup:
     kwargs = resolve_kwargs(name, cfg.model.builder_kwargs())
     data = load_data(cfg.data, info.min_size, info.default_size, progress=reporter.on_data)
     torch.manual_seed(cfg.train.seed)
+    check_memory(name, data.num_classes, data.in_channels, data.input_size, cfg.train.batch_size, training=True,
+                 **kwargs)
     model = create_model(name, data.num_classes, data.in_channels, input_size=data.input_size, **kwargs)
     check_input_size(model, name, data.in_channels, data.input_size)
     if cfg.model.conv_impl == "numba":
@@ -94,41 +93,6 @@ def prepare_train(cfg: RunConfig, reporter: Reporter | None = None) -> Setup:
                      in_channels=data.in_channels, input_size=data.input_size, mean=data.mean, std=data.std,
                      model_kwargs=kwargs)
     return Setup(cfg, model, data, spec)
-
-
-PREPARERS["train"] = lambda options, reporter: prepare_train(RunConfig.from_flat(options), reporter)
-
-
-def fit(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train a model as `cnntool train` does and return the final metrics (plus ``run_dir``)."""
-    if cfg.resume:
-        return resume(cfg.resume, reporter)
-    set_threads(cfg.train.threads)
-    setup = prepare_train(cfg, reporter)
-    return Trainer(setup, reporter).run()
-
-
-def resume(run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Continue a run from its last.pt to the same result an uninterrupted run reaches."""
-    import cnntool.finetune  # noqa: F401 - registers PREPARERS["finetune"] (imported here: no import cycle)
-    run_dir = Path(run_dir)
-    if run_dir.is_file() and run_dir.name in ("last.pt", "best.pt"):
-        run_dir = run_dir.parent  # a checkpoint inside a run directory means that run
-    if not run_dir.is_dir():
-        raise CheckpointError(f"--resume {run_dir}: no such run directory")
-    if not (run_dir / "config.json").is_file():
-        raise CheckpointError(f"--resume {run_dir}: not a run directory (no config.json)")
-    if (run_dir / "summary.json").is_file():
-        raise CheckpointError(f"--resume {run_dir}: that run already finished (summary.json); start a new run")
-    saved = read_json(run_dir / "config.json")
-    command = saved.get("command", "train")
-    if command not in PREPARERS:
-        raise CheckpointError(f"--resume {run_dir}: runs of '{command}' cannot be resumed")
-    last = load_checkpoint(run_dir / "last.pt")
-    options = saved["options"]
-    set_threads(options.get("threads"))
-    setup = PREPARERS[command](options, reporter or Reporter())
-    return Trainer(setup, reporter).run(run_dir=run_dir, resume_from=last)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -183,6 +147,8 @@ class Trainer:
             self.run_dir = Path(self.dist.broadcast_object(str(made) if made else None))
         else:
             self.run_dir = Path(run_dir)
+            if self.dist.is_main:
+                clean_stale_temp(self.run_dir)  # a save the killed process did not finish
         self.wrote_checkpoint = not fresh
         try:
             return self._run(resume_from)
@@ -372,17 +338,40 @@ class Trainer:
         self.wrote_checkpoint = True
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
+        """Load last.pt's state; every field is checked first, so a broken file is one line naming the field."""
+        where = self.run_dir / "last.pt"
+
+        def bad(field: str, why: str) -> CheckpointError:
+            return CheckpointError(f"{where}: field {field} {why}; the run cannot be resumed")
+
+        for key in ("model", "optimizer", "scheduler", "rng", "trainer", "epoch", "step"):
+            if key not in ckpt:
+                raise bad(key, "is missing")
+        epoch, step = ckpt["epoch"], ckpt["step"]
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= self.tcfg.epochs:
+            raise bad("epoch", f"{epoch!r} must be an integer in 0..{self.tcfg.epochs} (the run's --epochs)")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= (epoch + 1) * self.steps_per_epoch:
+            raise bad("step", f"{step!r} does not fit epoch {epoch} of {self.steps_per_epoch} steps")
+        rng, state = ckpt["rng"], ckpt["trainer"]
+        if not isinstance(rng, dict) or not isinstance(rng.get("torch"), torch.Tensor) \
+                or rng["torch"].dtype != torch.uint8:
+            raise bad("rng", "must hold the torch RNG state (a uint8 tensor)")
+        if not isinstance(state, dict) or not {"best_value", "best_epoch", "bad_epochs", "elapsed"} <= set(state):
+            raise bad("trainer", "must hold best_value, best_epoch, bad_epochs and elapsed")
+        for key in ("best_value", "best_epoch", "bad_epochs", "elapsed"):
+            value = state[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise bad(f"trainer.{key}", f"{value!r} must be a number")
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{self.run_dir / 'last.pt'} does not match this run ({e})") from None
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        state = ckpt["trainer"]
-        self.global_step = int(ckpt["step"])
+            torch.set_rng_state(rng["torch"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{where} does not match this run ({first_line(e, 200)})") from None
+        self.global_step = step
         self.best_value = state["best_value"]
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])

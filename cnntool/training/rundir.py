@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from cnntool.errors import CheckpointError
+from cnntool import fileio
+from cnntool.config import check_run_name
+from cnntool.errors import CheckpointError, first_line
 
 METRIC_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time"]
 
@@ -23,11 +24,10 @@ def allocate_run_dir(runs_root: str | Path = "runs", base: str = "train", name: 
             raise CheckpointError(f"--out {path} already exists and is not empty; choose another folder")
         path.mkdir(parents=True, exist_ok=True)
         return path
+    check_run_name(name)
     root = Path(runs_root)
     root.mkdir(parents=True, exist_ok=True)
     if name is not None:
-        if "/" in name or name in ("", ".", ".."):
-            raise CheckpointError(f"--name {name!r} must be a plain folder name")
         path = root / name
         try:
             path.mkdir()
@@ -49,9 +49,7 @@ def remove_run_dir(path: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    fileio.write_json(path, obj)
 
 
 def read_json(path: Path) -> Any:
@@ -98,16 +96,21 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise CheckpointError(f"{p}: no metrics file")
     out = []
-    with open(p, newline="") as f:
-        for row in csv.DictReader(f):
-            parsed: dict[str, Any] = {}
-            for k, v in row.items():
-                if v in ("", None):
-                    parsed[k] = None
-                else:
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                parsed: dict[str, Any] = {}
+                for k, v in row.items():
+                    if k is None or v in ("", None):
+                        parsed[k] = None  # a short row, or an empty cell
+                        continue
                     try:
                         parsed[k] = int(v) if k == "step" else float(v)
                     except ValueError:
+                        if k in METRIC_COLUMNS:
+                            raise CheckpointError(f"{p}: line {line}: {k} {v[:40]!r} is not a number") from None
                         parsed[k] = v
-            out.append(parsed)
+                out.append(parsed)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CheckpointError(f"{p}: not a metrics CSV ({first_line(e)})") from None
     return out

@@ -24,10 +24,12 @@ def figure(width: float, height: float):
 
 def save(fig, path: str | Path) -> Path:
     """Write the PNG (fixed size: no tight bounding box) and free the figure."""
+    from cnntool.fileio import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=DPI, format="png")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
     return path

@@ -80,7 +80,7 @@ def _resolve(model: nn.Module, layer: str) -> nn.Module:
         return model.get_submodule(layer)
     except AttributeError:
         names = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-        raise ModelError(f"--layer {layer!r} is not a module of this model (e.g. {', '.join(names[-8:])})") from None
+        raise ConfigError(f"--layer {layer!r} is not a module of this model (e.g. {', '.join(names[-8:])})") from None
 
 
 class BaseCAM:
@@ -252,7 +252,7 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
     """One row per image: the image with its true and predicted class, then the heat map of each method
     over it (explaining the predicted class). ``method``: auto (CAM where the model allows it, and
     Grad-CAM), cam, gradcam, or both."""
-    from cnntool.evaluation import load_run
+    from cnntool.runs import load_run
     from cnntool.viz._plot import WRONG_COLOR, figure, save, short, show_image
     from cnntool.viz.inputs import normalise, pick
 
@@ -293,4 +293,4 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
     fig.colorbar(sm, ax=fig.axes, fraction=0.02, pad=0.01, label="relevance (scaled per image)")
     fig.suptitle(f"{run.spec.arch}: class activation maps of the predicted class\n(red title: wrong prediction)",
                  fontsize=11)
-    return save(fig, Path(out_dir if out_dir is not None else run.home / "plots") / f"cam_{'_'.join(names)}.png")
+    return save(fig, run.plots_dir(out_dir) / f"cam_{'_'.join(names)}.png")

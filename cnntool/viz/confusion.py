@@ -18,7 +18,7 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str | Path, nor
                    title: str | None = None) -> Path:
     """Rows are true classes, columns predicted; ``normalize`` divides each row by its sum (recall on the
     diagonal). Cell values are written when there are at most 30 classes."""
-    from cnntool.evaluation import row_normalise
+    from cnntool.metrics import row_normalise
 
     cm = np.asarray(cm)
     n = len(class_names)
@@ -61,17 +61,17 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str | Path, nor
 def plot_run_confusion(target: str | Path, split: str = "test", data: str | None = None,
                        out_dir: str | Path | None = None, which: str = "best") -> list[Path]:
     """``confusion_<split>.png`` and ``confusion_<split>_normalized.png`` (in ``RUN/plots``) for a run's split."""
-    from cnntool.data.pipeline import BatchPipeline
-    from cnntool.evaluation import check_split, compute_metrics, load_run, load_run_data
-    from cnntool.training.evaluate import predict_logits
+    from cnntool.metrics import confusion_matrix
+    from cnntool.runs import check_split, load_run, load_run_data, run_logits
 
     check_split(split)
     run = load_run(target, which)
     bundle = load_run_data(run, data)
-    logits, labels = predict_logits(run.model, bundle.split(split), BatchPipeline(run.spec.mean, run.spec.std))
-    m = compute_metrics(logits, labels, run.spec.class_names, top_wrong=0)
-    out_dir = Path(out_dir) if out_dir is not None else run.home / "plots"
-    title = f"{run.spec.arch} on {bundle.name} ({split}, n={m['n']}, acc {m['top1']:.2%})"
-    return [plot_confusion(m["confusion"], run.spec.class_names, out_dir / f"confusion_{split}.png", False, title),
-            plot_confusion(m["confusion"], run.spec.class_names, out_dir / f"confusion_{split}_normalized.png",
-                           True, title)]
+    logits, labels = run_logits(run, bundle.split(split))
+    cm = confusion_matrix(labels.numpy(), logits.argmax(1).numpy(), run.spec.num_classes)
+    n = int(cm.sum())
+    acc = float(np.trace(cm) / n) if n else float("nan")
+    out_dir = run.plots_dir(out_dir)
+    title = f"{run.spec.arch} on {bundle.name} ({split}, n={n}, acc {acc:.2%})"
+    return [plot_confusion(cm, run.spec.class_names, out_dir / f"confusion_{split}.png", False, title),
+            plot_confusion(cm, run.spec.class_names, out_dir / f"confusion_{split}_normalized.png", True, title)]

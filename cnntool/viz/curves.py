@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cnntool.errors import CheckpointError, ConfigError
+from cnntool.runs import PLOTS_DIR
 from cnntool.viz._plot import figure, save
 
 CURVES_SIZE = (13.0, 5.0)  # inches: 1300×500 px
@@ -155,6 +156,16 @@ def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x
                  else f"Training curves: {len(loaded)} runs")
     fig.suptitle(title, fontsize=12)
     if out_dir is None:
-        out_dir = (loaded[0].path / "plots") if len(loaded) == 1 else Path("plots")
+        out_dir = (loaded[0].path / PLOTS_DIR) if len(loaded) == 1 else Path(PLOTS_DIR)
     name = filename or ("curves.png" if x == "epoch" else "curves_step.png")
     return save(fig, Path(out_dir) / name)
+
+
+def plot_run_curves(patterns: Sequence[str], out_dir: str | Path | None = None, x: str = "epoch",
+                    title: str | None = None) -> tuple[Path, list[str]]:
+    """``plot_curves`` over run directories, globs and folders of runs (seeds, recipes, sweeps); returns the
+    PNG and the paths skipped as not runs."""
+    from cnntool.runs import expand_runs
+
+    runs, skipped = expand_runs(list(patterns))
+    return plot_curves(runs, out_dir, x=x, title=title), skipped

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from cnntool.errors import ConfigError
+from cnntool.runs import PLOTS_DIR
 from cnntool.viz._plot import figure, safe_name, save, short, show_image
 
 SAMPLE_CELL = (1.6, 1.85)
@@ -39,12 +40,12 @@ def histogram_figsize(num_classes: int) -> tuple[float, float]:
     return min(24.0, max(8.0, 0.45 * num_classes + 2.0)), 5.0
 
 
-def plot_dataset(data: str, out_dir: str | Path = "plots", data_dir: str | None = None,
+def plot_dataset(data: str, out_dir: str | Path | None = None, data_dir: str | None = None,
                  img_size: int | None = None, split_seed: int = 0, max_classes: int = 100) -> list[Path]:
     """Two PNGs in ``out_dir``: ``<data>_samples.png`` (the first training image of each class) and
     ``<data>_classes.png`` (images per class in train, val and test)."""
     bundle = _load(data, data_dir, img_size, split_seed)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir if out_dir is not None else PLOTS_DIR)
     tag = safe_name(Path(bundle.name).name)
     names = bundle.class_names
     shown = names[:max_classes]
@@ -151,7 +152,7 @@ def apply_one(x: torch.Tensor, op: str, value: Any, g: torch.Generator) -> torch
     return augment.apply(x, {op: value}, g)
 
 
-def plot_augmentations(data: str, ops: str | dict[str, Any] | None = None, out_dir: str | Path = "plots",
+def plot_augmentations(data: str, ops: str | dict[str, Any] | None = None, out_dir: str | Path | None = None,
                        rows: int = 1, seed: int = 0, data_dir: str | None = None,
                        img_size: int | None = None) -> Path:
     """``<data>_augment.png``: ``rows`` training images (of different classes), the original first and then
@@ -184,4 +185,4 @@ def plot_augmentations(data: str, ops: str | dict[str, Any] | None = None, out_d
             show_image(ax, imgs[r], title if r == 0 else None, fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"class {short(bundle.class_names[int(labels[idx[r]])])}", fontsize=9)
-    return save(fig, Path(out_dir) / f"{safe_name(Path(bundle.name).name)}_augment.png")
+    return save(fig, Path(out_dir if out_dir is not None else PLOTS_DIR) / f"{safe_name(Path(bundle.name).name)}_augment.png")

@@ -46,7 +46,7 @@ def plot_feature_maps(target: str | Path, images: Sequence[str] | None = None, n
                       data: str | None = None) -> list[Path]:
     """One PNG per image and layer: the input on the left, then each channel of the conv output
     (before BatchNorm and activation) with its own colour scale."""
-    from cnntool.evaluation import load_run
+    from cnntool.runs import load_run
     from cnntool.viz.inputs import normalise, pick
 
     if n_layers < 1:
@@ -56,7 +56,7 @@ def plot_feature_maps(target: str | Path, images: Sequence[str] | None = None, n
     run = load_run(target, which)
     ex = pick(run, images, from_split, n, wrong, data)
     maps = feature_maps(run.model, normalise(ex.images, run.spec), n_layers)
-    out_dir = Path(out_dir) if out_dir is not None else run.home / "plots"
+    out_dir = run.plots_dir(out_dir)
     paths = []
     for i, img_name in enumerate(ex.names):
         for li, (layer, fmap) in enumerate(maps):

@@ -30,7 +30,7 @@ def get_conv(model: nn.Module, layer: str | None) -> tuple[str, nn.Conv2d]:
     if layer.isdigit() and int(layer) < len(convs):
         return convs[int(layer)]
     listing = ", ".join(n for n, _ in convs[:20]) + (" …" if len(convs) > 20 else "")
-    raise ModelError(f"--layer {layer!r} is not a conv layer of this model (conv layers: {listing}; "
+    raise ConfigError(f"--layer {layer!r} is not a conv layer of this model (conv layers: {listing}; "
                      f"or an index 0…{len(convs) - 1})")
 
 
@@ -47,7 +47,7 @@ def plot_filters(target: str | Path, layer: str | None = None, out_dir: str | Pa
     ``max_filters`` (default 64) filters. Deeper layers: one row per output filter (up to ``max_filters``,
     default 16), one column per input channel (up to ``max_inputs``).
     """
-    from cnntool.evaluation import load_run
+    from cnntool.runs import load_run
 
     run = load_run(target, which)
     name, conv = get_conv(run.model, layer)
@@ -99,5 +99,5 @@ def plot_filters(target: str | Path, layer: str | None = None, out_dir: str | Pa
         fig.colorbar(im, ax=fig.axes, fraction=0.03, pad=0.02, label="weight")
         shown = f"rows: output filters 0…{n_out - 1}, columns: input channels 0…{n_in - 1}"
         fig.suptitle(f"{fig_title}\n{shown}; blue negative, red positive", fontsize=10)
-    path = Path(out_dir if out_dir is not None else run.home / "plots") / f"filters_{safe_name(name)}.png"
+    path = run.plots_dir(out_dir) / f"filters_{safe_name(name)}.png"
     return save(fig, path)

@@ -49,7 +49,7 @@ def from_split(run, split: str = "test", n: int = 8, wrong: bool | None = None, 
     """The first ``n`` examples of a split of the run's data; ``wrong=True`` keeps only misclassified ones,
     ``wrong=False`` only correct ones (the model's predictions decide)."""
     from cnntool.data.pipeline import BatchPipeline
-    from cnntool.evaluation import check_split, load_run_data
+    from cnntool.runs import check_split, load_run_data
     from cnntool.training.evaluate import predict_logits
 
     check_split(split)

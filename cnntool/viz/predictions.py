@@ -42,7 +42,7 @@ def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: s
                      which: str = "best") -> Path:
     """The first rows×cols images of a split with true and predicted class (and confidence); wrong ones in
     red with a red frame. ``wrong=True``/``False`` shows only misclassified / only correct images."""
-    from cnntool.evaluation import load_run
+    from cnntool.runs import load_run
     from cnntool.viz.inputs import from_split, normalise
 
     if rows < 1 or cols < 1:
@@ -62,7 +62,7 @@ def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: s
     which_ones = {None: "", True: "misclassified ", False: "correctly classified "}[wrong]
     heading = (f"{run.spec.arch}: {which_ones}{split} images — {len(flags) - n_wrong} right, {n_wrong} wrong "
                f"(red)")
-    path = Path(out_dir if out_dir is not None else run.home / "plots") / f"predictions_{split}.png"
+    path = run.plots_dir(out_dir) / f"predictions_{split}.png"
     return plot_examples(ex.images, titles, flags, path, cols=cols, title=heading)
 
 

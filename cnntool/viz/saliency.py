@@ -115,7 +115,7 @@ def plot_saliency(target: str | Path, images: Sequence[str] | None = None, metho
                   out_dir: str | Path | None = None, which: str = "best", data: str | None = None) -> Path:
     """One row per image: the image (true and predicted class), the gradient as an image (grey = 0) and its
     magnitude (max over channels) as a heat map, for the predicted class."""
-    from cnntool.evaluation import load_run
+    from cnntool.runs import load_run
     from cnntool.viz._plot import WRONG_COLOR, figure, save, short, show_image
     from cnntool.viz.inputs import normalise, pick
 
@@ -149,4 +149,4 @@ def plot_saliency(target: str | Path, images: Sequence[str] | None = None, metho
             ax.set_title("|gradient|, max over\nchannels", fontsize=8)
     fig.colorbar(hm, ax=fig.axes, fraction=0.02, pad=0.01, label="saliency (scaled per image)")
     fig.suptitle(f"{run.spec.arch}: {label.lower()} saliency of the predicted class", fontsize=11)
-    return save(fig, Path(out_dir if out_dir is not None else run.home / "plots") / f"saliency_{method}.png")
+    return save(fig, run.plots_dir(out_dir) / f"saliency_{method}.png")

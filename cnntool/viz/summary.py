@@ -111,15 +111,22 @@ def summarise(target: str, img_size: int | None = None, in_channels: int | None 
     (``in_channels`` default 3, ``num_classes`` default 10, input side: ``img_size`` or the model's default)."""
     from pathlib import Path
 
+    from cnntool.config import MAX_IMG_SIZE, ModelConfig
     from cnntool.errors import ConfigError
-    from cnntool.models import check_input_size, create_model, get_model_info
+    from cnntool.models import check_input_size, create_model, get_model_info, resolve_kwargs
+    from cnntool.spec import MAX_CHANNELS, MAX_CLASSES
 
-    for flag, value in (("--img-size", img_size), ("--in-channels", in_channels), ("--num-classes", num_classes)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} {value} must be >= 1")
+    for flag, value, top in (("--img-size", img_size, MAX_IMG_SIZE), ("--in-channels", in_channels, MAX_CHANNELS),
+                             ("--num-classes", num_classes, MAX_CLASSES)):
+        if value is not None and not 1 <= value <= top:
+            raise ConfigError(f"{flag} {value} must be in 1..{top}")
+    given = {k: v for k, v in (model_options or {}).items() if v is not None}
     p = Path(target)
     if p.exists():
-        from cnntool.evaluation import load_run
+        if given:
+            raise ConfigError(f"--{next(iter(given)).replace('_', '-')} applies to a model name; a run's spec "
+                              f"already fixes its architecture")
+        from cnntool.runs import load_run
 
         run = load_run(p)
         spec = run.spec
@@ -135,7 +142,8 @@ def summarise(target: str, img_size: int | None = None, in_channels: int | None 
     size = [img_size if img_size is not None else info.default_size] * 2
     c = in_channels if in_channels is not None else 3
     k = num_classes if num_classes is not None else 10
-    model = create_model(target, k, c, input_size=size, **(model_options or {}))
+    ModelConfig(model=target, **given).validate()
+    model = create_model(target, k, c, input_size=size, **resolve_kwargs(target, given))
     check_input_size(model, target, c, size)
     s = model_summary(model, size, c, target)
     s.extra["num_classes"] = k

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from cnntool.config import RunConfig
 from cnntool.errors import ConfigError
-from cnntool.finetune.core import FinetuneOptions, finetune
+from cnntool.finetune.core import FinetuneOptions
+from cnntool.runner import finetune
 from cnntool.finetune.strategy import STRATEGIES
 from cnntool.training.events import Reporter
 from cnntool.training.rundir import allocate_run_dir, read_metrics, write_json
@@ -67,20 +68,3 @@ def compare_strategies(cfg: RunConfig, ft: FinetuneOptions, strategies: list[str
     summary = {"out": str(out), "plot": str(plot), "strategies": rows}
     write_json(out / "strategies.json", summary)
     return summary
-
-
-def table(summary: dict[str, Any]):
-    from rich.table import Table
-
-    t = Table(title=f"fine-tuning strategies → {summary['out']}", title_justify="left")
-    for col, just in (("strategy", "left"), ("best val acc", "right"), ("test acc", "right"),
-                      ("trainable params", "right"), ("s / epoch", "right")):
-        t.add_column(col, justify=just)
-    best = max(r["best_val_acc"] for r in summary["strategies"])
-    for r in summary["strategies"]:
-        tp = f"{r['trainable_end']:,}" if r["trainable_start"] == r["trainable_end"] else \
-            f"{r['trainable_start']:,} → {r['trainable_end']:,}"
-        acc = f"{r['best_val_acc']:.4f}"
-        t.add_row(r["strategy"], f"[bold]{acc}[/bold]" if r["best_val_acc"] == best else acc,
-                  f"{r['test_acc']:.4f}", tp, f"{r['sec_per_epoch']:.2f}")
-    return t

@@ -7,7 +7,6 @@ the checkpoint's ModelSpec, never from the data folders at eval time.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,68 +14,28 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnntool.config import DataConfig
 from cnntool.errors import ConfigError
+# Metric arithmetic, the result record and its CSV writers live in cnntool.metrics (numpy, no torch);
+# re-exported here for existing callers.
+from cnntool.metrics import (  # noqa: F401
+    EvalResult,
+    averages,
+    confusion_matrix,
+    per_class_metrics,
+    row_normalise,
+    topk_accuracy,
+)
+from cnntool.metrics import compute_metrics as _compute_metrics
+from cnntool.metrics import write_matrix as _write_matrix
+from cnntool.metrics import write_per_class as _write_per_class
 from cnntool.spec import ModelSpec
 
 SPLIT_NAMES = ("train", "val", "test")
 # Options of config.json "options" that describe the data (everything else is irrelevant to eval).
 _DATA_KEYS = ("data", "data_dir", "val_fraction", "test_fraction", "split_seed", "workers")
-
-
-# --------------------------------------------------------------------------- metrics (pure numpy)
-
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """``cm[t, p]`` = number of examples of true class t predicted as p (int64, num_classes²)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    preds = np.asarray(preds, dtype=np.int64)
-    idx = labels * num_classes + preds
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined, as sklearn's
-    ``zero_division=0``)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    predicted = cm.sum(axis=0)
-    support = cm.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
-
-
-def averages(per_class: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Macro (unweighted mean over classes) and weighted (by support) averages of precision, recall, F1."""
-    support = per_class["support"].astype(np.float64)
-    total = support.sum()
-    out: dict[str, dict[str, float]] = {"macro": {}, "weighted": {}}
-    for key in ("precision", "recall", "f1"):
-        values = per_class[key]
-        out["macro"][key] = float(values.mean()) if len(values) else float("nan")
-        out["weighted"][key] = float((values * support).sum() / total) if total else float("nan")
-    out["macro"]["support"] = out["weighted"]["support"] = int(total)
-    return out
-
-
-def row_normalise(cm: np.ndarray) -> np.ndarray:
-    """Each row divided by its sum (the recall of each true class on the diagonal); empty rows stay 0."""
-    cm = np.asarray(cm, dtype=np.float64)
-    rows = cm.sum(axis=1, keepdims=True)
-    return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-
-
-def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    return float((top == labels[:, None]).any(dim=1).double().mean())
 
 
 # --------------------------------------------------------------------------- loading a run and its data
@@ -146,63 +105,11 @@ def check_split(split: str) -> str:
 
 # --------------------------------------------------------------------------- evaluate_run
 
-@dataclass
-class EvalResult:
-    run: str
-    checkpoint: str
-    data: str
-    split: str
-    n: int
-    class_names: list[str]
-    loss: float
-    top1: float
-    top5: float | None
-    confusion: np.ndarray
-    per_class: dict[str, np.ndarray]
-    avg: dict[str, dict[str, float]]
-    confident_wrong: list[dict[str, Any]]
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        per_class = [{"class": name, "index": i, "precision": float(self.per_class["precision"][i]),
-                      "recall": float(self.per_class["recall"][i]), "f1": float(self.per_class["f1"][i]),
-                      "support": int(self.per_class["support"][i])}
-                     for i, name in enumerate(self.class_names)]
-        return {"run": self.run, "checkpoint": self.checkpoint, "data": self.data, "split": self.split,
-                "n": self.n, "loss": self.loss, "acc": self.top1, "top1": self.top1, "top5": self.top5,
-                "per_class": per_class, "macro_avg": self.avg["macro"], "weighted_avg": self.avg["weighted"],
-                "class_names": self.class_names, "confusion_matrix": self.confusion.tolist(),
-                "most_confident_wrong": self.confident_wrong, "files": self.files}
-
-
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str],
                     top_wrong: int = 10, paths: list[str] | None = None) -> dict[str, Any]:
-    """Every number `cnntool eval` reports, from logits and labels."""
-    n_cls = len(class_names)
-    labels = labels.long()
-    n = len(labels)
-    preds = logits.argmax(1) if n else torch.zeros(0, dtype=torch.long)
-    cm = confusion_matrix(labels.numpy(), preds.numpy(), n_cls)
-    per = per_class_metrics(cm)
-    probs = logits.double().softmax(1) if n else torch.zeros(0, n_cls, dtype=torch.float64)
-    wrong = (preds != labels).nonzero().flatten()
-    conf = probs[wrong, preds[wrong]] if len(wrong) else torch.zeros(0, dtype=torch.float64)
-    order = conf.argsort(descending=True)[:top_wrong]
-    confident_wrong = []
-    for j in order.tolist():
-        i = int(wrong[j])
-        item = {"index": i, "true": class_names[int(labels[i])], "pred": class_names[int(preds[i])],
-                "confidence": float(conf[j]), "true_prob": float(probs[i, labels[i]])}
-        if paths is not None:
-            item["path"] = paths[i]
-        confident_wrong.append(item)
-    return {
-        "n": n,
-        "loss": float(F.cross_entropy(logits, labels).item()) if n else float("nan"),
-        "top1": float((preds == labels).double().mean()) if n else float("nan"),
-        "top5": topk_accuracy(logits, labels, 5) if n_cls > 5 else None,
-        "confusion": cm, "per_class": per, "avg": averages(per), "confident_wrong": confident_wrong,
-    }
+    """Every number `cnntool eval` reports, from logits and labels (computed by ``cnntool.metrics``)."""
+    return _compute_metrics(logits.detach().cpu().double().numpy(), labels.cpu().numpy(), class_names,
+                            top_wrong, paths)
 
 
 def default_eval_dir(run: LoadedRun, split: str) -> Path:
@@ -266,24 +173,3 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str = "test
     files["metrics_json"] = str(out_dir / "metrics.json")
     (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
-
-
-def _write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true\\pred", *class_names])
-        for name, row in zip(class_names, matrix):
-            w.writerow([name, *[(f"{v:.6g}" if isinstance(v, float) else int(v)) for v in row.tolist()]])
-    return path
-
-
-def _write_per_class(path: Path, r: EvalResult) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["class", "precision", "recall", "f1", "support"])
-        for i, name in enumerate(r.class_names):
-            w.writerow([name, *(f"{float(r.per_class[k][i]):.6g}" for k in ("precision", "recall", "f1")),
-                        int(r.per_class["support"][i])])
-        for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"])):
-            w.writerow([label, *(f"{avg[k]:.6g}" for k in ("precision", "recall", "f1")), avg["support"]])
-    return path

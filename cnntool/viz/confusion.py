@@ -18,7 +18,7 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str | Path, nor
                    title: str | None = None) -> Path:
     """Rows are true classes, columns predicted; ``normalize`` divides each row by its sum (recall on the
     diagonal). Cell values are written when there are at most 30 classes."""
-    from cnntool.evaluation import row_normalise
+    from cnntool.metrics import row_normalise
 
     cm = np.asarray(cm)
     n = len(class_names)

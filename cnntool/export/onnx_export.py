@@ -27,6 +27,7 @@ from torch import nn
 from cnntool import __version__
 from cnntool.errors import CheckpointError, CnnToolError, ConfigError, ModelError
 from cnntool.export.metadata import spec_to_metadata
+from cnntool.export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP
 from cnntool.spec import ModelSpec
 
 DEFAULT_OPSET = 18
@@ -68,6 +69,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     spec: dict[str, Any] = field(default_factory=dict)
+    variants: list[Any] = field(default_factory=list)  # VariantResult per --int8 / --fp16 file written
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,24 +85,89 @@ class ParityError(ModelError):
 
 def export_onnx(target: str | Path, out: str | Path | None = None, opset: int = DEFAULT_OPSET,
                 static_batch: bool = False, img_size: int | None = None, atol: float = DEFAULT_ATOL,
-                exporter: str = "auto", progress: Progress | None = None) -> ExportResult:
+                exporter: str = "auto", precisions: tuple[str, ...] = (), calib: int = DEFAULT_CALIB,
+                calib_method: str = DEFAULT_CALIB_METHOD, calib_data: str | Path | None = None,
+                max_drop: float = DEFAULT_MAX_DROP, progress: Progress | None = None) -> ExportResult:
     """Export a run directory or checkpoint to ONNX, checked against torch on images from the run's data.
 
     Raises ParityError (and leaves no file) when onnxruntime disagrees with torch beyond ``atol``.
+    ``precisions`` ("int8", "fp16") also writes ``NAME-int8.onnx`` / ``NAME-fp16.onnx`` beside the FP32
+    file, each only if its accuracy on the run's test split is within ``max_drop`` points of the FP32
+    file's (else AccuracyGateError, and that file is not written; the FP32 file is kept). INT8 is
+    calibrated on ``calib`` images of the run's training split, or on ``calib_data`` (a uint8 ``.npy``).
     """
+    from cnntool.export.quantize import check_options
     from cnntool.training.checkpoint import load_model, resolve_checkpoint
 
     say = progress or (lambda msg: None)
+    precisions = tuple(dict.fromkeys(precisions))
+    check_options(precisions, calib, calib_method, max_drop)
     say("loading the model")
     model, spec, ckpt = load_model(target)
     if img_size is not None and [img_size, img_size] != list(spec.input_size):
         model, spec = _resize_model(spec, ckpt, img_size, resolve_checkpoint(target))
     out = Path(out) if out is not None else default_output(target)
     check_output_path(out)
+    data_cfg = run_data_config(ckpt)
+    test = calib_images = None
+    if precisions:
+        test, calib_images = _gate_data(data_cfg, spec, precisions, calib, calib_data, say)
+        for p in precisions:
+            check_output_path(_variant_path(out, p))
     say("reading sample images from the run's data set")
     images, note = sample_run_images(ckpt, spec)
-    return export_model(model, spec, out, opset=opset, static_batch=static_batch, atol=atol, exporter=exporter,
-                        images=images, notes=[note] if note else [], progress=progress)
+    result = export_model(model, spec, out, opset=opset, static_batch=static_batch, atol=atol, exporter=exporter,
+                          images=images, notes=[note] if note else [], progress=progress,
+                          data_options=asdict(data_cfg) if data_cfg is not None else None)
+    from cnntool.export.quantize import AccuracyGateError, make_variant
+
+    for p in precisions:
+        try:
+            result.variants.append(make_variant(p, out, test, calib_images=calib_images if p == "int8" else None,
+                                                calib_method=calib_method, max_drop=max_drop, progress=progress))
+        except AccuracyGateError as e:
+            result.variants.append(e.result)
+            e.export = result
+            raise
+    return result
+
+
+def _variant_path(out: Path, precision: str) -> Path:
+    from cnntool.export.quantize import variant_path
+
+    return variant_path(out, precision)
+
+
+def run_data_config(ckpt: dict[str, Any]):
+    """The DataConfig a checkpoint was trained with, or None when it does not record its data set."""
+    from cnntool.config import RunConfig
+
+    options = ckpt.get("options") or {}
+    if "data" not in options:
+        return None
+    try:
+        return RunConfig.from_flat(options).data
+    except (CnnToolError, TypeError, ValueError):
+        return None
+
+
+def _gate_data(cfg, spec: ModelSpec, precisions, calib: int, calib_data, say):
+    """(test split, calibration images) for the accuracy gate, read before anything is written."""
+    from cnntool.export.onnx_eval import load_split
+    from cnntool.export.quantize import load_calibration, pick_calibration
+
+    if cfg is None:
+        raise CheckpointError("the checkpoint does not record its data set, so the accuracy of "
+                              f"--{precisions[0]} cannot be checked on its test split")
+    say("reading the run's test split for the accuracy check")
+    test = load_split(cfg, spec, "test")
+    calib_images = None
+    if "int8" in precisions:
+        if calib_data is not None:
+            calib_images = load_calibration(calib_data, spec)
+        else:
+            calib_images = pick_calibration(load_split(cfg, spec, "train"), calib)
+    return test, calib_images
 
 
 def default_output(target: str | Path) -> Path:
@@ -123,8 +190,9 @@ def check_output_path(out: Path) -> None:
 def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int = DEFAULT_OPSET,
                  static_batch: bool = False, atol: float = DEFAULT_ATOL, exporter: str = "auto",
                  images: np.ndarray | None = None, notes: list[str] | None = None,
-                 progress: Progress | None = None) -> ExportResult:
-    """Export an in-memory model described by ``spec``; ``images`` (uint8 N×C×H×W) are the real parity inputs."""
+                 progress: Progress | None = None, data_options: dict[str, Any] | None = None) -> ExportResult:
+    """Export an in-memory model described by ``spec``; ``images`` (uint8 N×C×H×W) are the real parity inputs;
+    ``data_options`` (a DataConfig as a dict) are recorded so `cnntool eval model.onnx` rebuilds the splits."""
     import onnx
 
     say = progress or (lambda msg: None)
@@ -138,7 +206,7 @@ def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int 
     proto, used, note = to_onnx(model, spec, opset, static_batch, exporter)
     if note:
         notes.append(note)
-    _describe(proto, spec, used)
+    _describe(proto, spec, used, data_options)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:  # ValidationError, InferenceError
@@ -233,7 +301,7 @@ def _default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), -1)
 
 
-def _describe(proto, spec: ModelSpec, exporter: str) -> None:
+def _describe(proto, spec: ModelSpec, exporter: str, data_options: dict[str, Any] | None = None) -> None:
     """Pin the IR version onnxruntime reads, and store the spec in metadata_props."""
     import onnx
 
@@ -242,7 +310,10 @@ def _describe(proto, spec: ModelSpec, exporter: str) -> None:
     except Exception:  # noqa: BLE001 - an opset onnx does not know: keep what the exporter wrote
         needed = proto.ir_version
     proto.ir_version = max(needed, min(proto.ir_version, MAX_IR_VERSION))
-    props = spec_to_metadata(spec, {"exporter": exporter, "torch_version": torch.__version__})
+    extra: dict[str, Any] = {"exporter": exporter, "torch_version": torch.__version__}
+    if data_options is not None:
+        extra["data"] = data_options  # -> DATA_KEY
+    props = spec_to_metadata(spec, extra)
     keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]
     del proto.metadata_props[:]
     for key, value in keep + list(props.items()):

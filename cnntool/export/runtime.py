@@ -19,7 +19,7 @@ import numpy as np
 
 from cnntool.data.preprocess import is_image_file, load_for_model, normalize
 from cnntool.errors import DataError, ModelError
-from cnntool.export.metadata import spec_from_metadata
+from cnntool.export.metadata import SPEC_KEY, spec_from_metadata
 from cnntool.spec import ModelSpec
 
 GLOB_CHARS = "*?["
@@ -60,7 +60,9 @@ class OnnxClassifier:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 spec_for: Callable[[dict, list], ModelSpec] | None = None):
+        """``spec_for(metadata, input_shape)`` supplies the spec of a file without cnntool metadata."""
         import onnxruntime as ort
 
         self.path = str(path)
@@ -74,10 +76,14 @@ class OnnxClassifier:
             self.session = ort.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise ModelError(f"{path}: onnxruntime cannot load it ({_first_line(e)})") from None
-        self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{path}: expected one input, the model has {len(inputs)}")
+        if spec_for is not None and SPEC_KEY not in self.props:
+            self.spec = spec_for(self.props, list(inputs[0].shape))
+        else:
+            self.spec = spec_from_metadata(self.props, self.path)
         self.input_name = inputs[0].name
         self.batch_dim = check_input_shape(inputs[0].shape, self.spec, self.path)
         classes = self.session.get_outputs()[0].shape

@@ -87,6 +87,23 @@ def test_fp16_variant_has_float16_weights_and_passes(exported, tmp_path):
     assert _props(tmp_path / "h.onnx")["cnntool.precision"] == "fp16"
 
 
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_other_calibration_methods_pass_the_gate(exported, tmp_path, method):
+    from cnntool.export.onnx_eval import data_config, load_split
+    from cnntool.export.quantize import make_variant, pick_calibration
+    from cnntool.export.runtime import OnnxClassifier
+
+    _, fp32, _ = exported
+    clf = OnnxClassifier(fp32)
+    cfg = data_config(clf.props)
+    calib = pick_calibration(load_split(cfg, clf.spec, "train"), 64)
+    assert len(calib) == 64 and calib.dtype == np.uint8
+    v = make_variant("int8", fp32, load_split(cfg, clf.spec, "test"), out=tmp_path / "q.onnx", calib_images=calib,
+                     calib_method=method)
+    assert v.passed and v.calib_method == method and (tmp_path / "q.onnx").is_file()
+    assert json.loads(_props(tmp_path / "q.onnx")["cnntool.calibration"])["method"] == method
+
+
 @pytest.mark.parametrize("shape,dtype,message", [
     ((4, 3, 16, 16), np.uint8, "calibration images have shape 4×3×16×16; the model takes N×1×16×16"),
     ((4, 1, 16, 16), np.float32, "calibration images are float32; expected uint8"),

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli.common import print_json, stderr_console
+from cnntool.export.benchmark import DEFAULT_REPEATS, RUNTIMES
+from cnntool.export.quantize import DEFAULT_CALIB
 
 
 def benchmark(
@@ -15,12 +17,11 @@ def benchmark(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Threads for every runtime "
                                                    "(default: all cores).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Interleaved timing repeats (medians are "
-                                         "reported).")] = 5,
+                                         "reported).")] = DEFAULT_REPEATS,
     runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="Only these runtimes (repeatable): "
-                                                         "torch, torch-channels-last, onnx-fp32, onnx-int8, "
-                                                         "openvino.")] = None,
+                                                         f"{', '.join(RUNTIMES)}.")] = None,
     calib: Annotated[int, typer.Option("--calib", min=1, help="INT8 calibration images from the training "
-                                       "split.")] = 256,
+                                       "split.")] = DEFAULT_CALIB,
     test_limit: Annotated[Optional[int], typer.Option("--test-limit", min=1, help="Top-1 on at most this many "
                                                       "test images (default: all).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the table as one JSON object on stdout.")] = False,
@@ -53,9 +54,9 @@ def _render(console, r) -> None:
     from rich.table import Table
 
     t = Table(title=f"{r.arch} {r.input}: {r.threads} thread(s), median of {r.repeats} interleaved repeats")
-    for col in ("runtime", "latency b1 (ms)", "img/s b32", "img/s b64", "× ONNX FP32 (b32)", "size (MB)",
-                "top-1", "agree w/ torch"):
-        t.add_column(col, justify="left" if col == "runtime" else "right")
+    t.add_column("runtime", no_wrap=True)
+    for col in ("b1 ms", "b32 img/s", "b64 img/s", "×FP32 b32", "MB", "top-1", "agree"):
+        t.add_column(col, justify="right")
 
     def f(v, fmt):
         return "—" if v is None else format(v, fmt)
@@ -66,7 +67,8 @@ def _render(console, r) -> None:
                   f(None if row.size_bytes is None else row.size_bytes / 1e6, ".2f"),
                   f(row.top1, ".2%"), f(row.agreement, ".2%"))
     console.print(t)
-    if r.test_images:
-        console.print(f"top-1 on {r.test_images} test images")
+    console.print("b1 ms: latency at batch 1; img/s: throughput; ×FP32 b32: throughput at batch 32 relative to "
+                  "ONNX FP32; agree: top-1 agreement with torch eager"
+                  + (f"; top-1 on {r.test_images} test images" if r.test_images else ""))
     for note in r.notes:
         console.print(f"[yellow]note:[/yellow] {note}")

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli.common import print_json, stderr_console
+from cnntool.export.quantize import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP
 
 _OUT = "Output"
 _QUANT = "INT8 / FP16"
@@ -32,15 +33,16 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write NAME-fp16.onnx (float16 weights and "
                                        "activations), same accuracy gate.", rich_help_panel=_QUANT)] = False,
     calib: Annotated[int, typer.Option("--calib", help="INT8: calibration images drawn from the run's "
-                                       "training split.", rich_help_panel=_QUANT)] = 256,
-    calib_method: Annotated[str, typer.Option("--calib-method", help="INT8 activation ranges: minmax, entropy "
-                                              "or percentile.", rich_help_panel=_QUANT)] = "minmax",
+                                       "training split.", rich_help_panel=_QUANT)] = DEFAULT_CALIB,
+    calib_method: Annotated[str, typer.Option("--calib-method", help="INT8 activation ranges: "
+                                              f"{', '.join(CALIB_METHODS)}.",
+                                              rich_help_panel=_QUANT)] = DEFAULT_CALIB_METHOD,
     calib_data: Annotated[Optional[str], typer.Option("--calib-data", help="INT8: calibrate on this .npy file "
                                                       "instead (uint8 N×C×H×W at the model's input size).",
                                                       rich_help_panel=_QUANT)] = None,
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest test-accuracy drop (percentage points) "
                                             "vs the FP32 file; beyond it the INT8/FP16 file is not written.",
-                                            rich_help_panel=_QUANT)] = 1.0,
+                                            rich_help_panel=_QUANT)] = DEFAULT_MAX_DROP,
     json: Annotated[bool, typer.Option("--json", help="Print the export result (parity table included) as JSON "
                                        "on stdout.", rich_help_panel=_OUT)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables on stderr.", rich_help_panel=_OUT)] = False,

@@ -136,14 +136,16 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, spec: ModelSpec, calib
     with tempfile.TemporaryDirectory(prefix="cnntool-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         try:  # shape inference + graph optimisation before quantization, as onnxruntime recommends
-            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            with _quiet():
+                quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             source = pre
         except Exception:  # noqa: BLE001 - fall back to the exported graph as it is
             source = Path(fp32_path)
         try:
-            quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method)
+            with _quiet():  # the quantizer prints progress; stdout carries only results
+                quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=method)
         except Exception as e:  # noqa: BLE001 - the quantizer raises many types
             raise ModelError(f"{fp32_path}: onnxruntime cannot quantize it ({_first_line(e)})") from None
 
@@ -154,7 +156,8 @@ def convert_fp16(fp32_path: str | Path, out: str | Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     try:
-        proto = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+        with _quiet():
+            proto = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{fp32_path}: cannot convert it to float16 ({_first_line(e)})") from None
     onnx.save(proto, str(out))
@@ -237,6 +240,23 @@ def make_variant(precision: str, fp32_path: str | Path, test, out: str | Path | 
     finally:
         tmp.unlink(missing_ok=True)
     return result
+
+
+def _quiet():
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    stack.callback(logging.disable, previous)
+    return stack
 
 
 def _first_line(e: BaseException) -> str:

@@ -7,7 +7,10 @@ numbers here, so the two report the same thing the same way.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,8 +152,28 @@ class EvalResult:
                 "most_confident_wrong": self.confident_wrong, "files": self.files}
 
 
+@contextlib.contextmanager
+def _atomic(path: Path):
+    """A text file written to ``.NAME.tmp`` beside ``path`` and renamed over it when complete."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """``obj`` as indented JSON, written atomically."""
+    with _atomic(path) as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
+    return Path(path)
+
+
 def write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Path:
-    with open(path, "w", newline="") as f:
+    with _atomic(path) as f:
         w = csv.writer(f)
         w.writerow(["true\\pred", *class_names])
         for name, row in zip(class_names, matrix):
@@ -159,7 +182,7 @@ def write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Path
 
 
 def write_per_class(path: Path, r: EvalResult) -> Path:
-    with open(path, "w", newline="") as f:
+    with _atomic(path) as f:
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1", "support"])
         for i, name in enumerate(r.class_names):

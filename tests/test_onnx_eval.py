@@ -130,3 +130,33 @@ def test_unrecorded_data_and_bad_split(exported, tmp_path):
     assert res.exit_code == 2 and "--split 'dev' must be one of train, val, test" in res.stderr
     res = CliRunner().invoke(app, ["eval", str(path), "--data", str(tmp_path / "nowhere")])
     assert res.exit_code == 1 and "neither a known data set" in res.stderr
+
+
+def test_numpy_metrics_match_torch_and_sklearn():
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import confusion_matrix as sk_cm
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from cnntool.metrics import averages, confusion_matrix, cross_entropy, per_class_metrics, topk_accuracy
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 7)).astype(np.float32) * 3
+    labels = rng.integers(0, 7, 200)
+    labels[:5] = 6  # class 6 present, class 5 maybe never predicted: zero_division paths
+    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    assert cross_entropy(logits, labels) == pytest.approx(float(F.cross_entropy(t_logits, t_labels)), rel=1e-6)
+    for k in (1, 3, 7):
+        ref = float((t_logits.topk(k, 1).indices == t_labels[:, None]).any(1).double().mean())
+        assert topk_accuracy(logits, labels, k) == pytest.approx(ref)
+    preds = logits.argmax(1)
+    cm = confusion_matrix(labels, preds, 7)
+    assert np.array_equal(cm, sk_cm(labels, preds, labels=range(7)))
+    per = per_class_metrics(cm)
+    p, r, f, s = precision_recall_fscore_support(labels, preds, labels=range(7), zero_division=0)
+    assert np.allclose(per["precision"], p) and np.allclose(per["recall"], r) and np.allclose(per["f1"], f)
+    wp, wr, wf, _ = precision_recall_fscore_support(labels, preds, labels=range(7), zero_division=0,
+                                                    average="weighted")
+    avg = averages(per)
+    assert avg["weighted"]["f1"] == pytest.approx(wf) and avg["macro"]["recall"] == pytest.approx(r.mean())
+    assert np.isnan(cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64)))

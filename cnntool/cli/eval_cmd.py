@@ -62,6 +62,9 @@ def eval_command(
     if is_onnx_path(target):
         from cnntool.export.onnx_eval import evaluate_onnx
 
+        if which != "best" or device != "cpu":
+            flag = "--which" if which != "best" else "--device"
+            raise ConfigError(f"{flag} applies to runs and checkpoints; {target} runs on onnxruntime's CPU provider")
         result = evaluate_onnx(target, data=data, split=split, out=out, data_dir=data_dir, batch_size=batch_size,
                                top_wrong=top_wrong, plots=not no_plots, threads=threads, classes=classes,
                                img_size=img_size, mean=mean, std=std)

@@ -18,7 +18,7 @@ import torch
 
 from cnntool.config import DataConfig
 from cnntool.data.preprocess import load_for_model, open_image
-from cnntool.data.sources import ArrayPart, FilePart, Part, RawData, load_raw
+from cnntool.data.sources import ArrayPart, Part, load_raw
 from cnntool.data.splits import remap_classes as _remap_classes
 from cnntool.data.splits import resize_array as _resize_array
 from cnntool.data.splits import split_parts as _split

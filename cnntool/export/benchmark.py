@@ -153,7 +153,7 @@ def benchmark(target: str | Path, threads: int | None = None, repeats: int = DEF
                 continue
             clf = OnnxClassifier(path, threads=threads)
             _pin_ort(clf, path, threads)
-            backends[name] = (lambda clf: lambda b: (lambda: clf.run(xn[:b])))(clf)
+            backends[name] = _ort_calls(clf, xn)
             predict[name] = clf.logits
             sizes[name] = path.stat().st_size
         if "openvino" in wanted:
@@ -203,6 +203,11 @@ def _head(part, n: int):
     return SplitImages(part.name, part.split, part.labels[:n], part.spec,
                        images=None if part.images is None else part.images[:n],
                        paths=None if part.paths is None else part.paths[:n])
+
+
+def _ort_calls(clf, xn: np.ndarray):
+    """batch -> a no-argument call running the first ``batch`` inputs through the onnxruntime session."""
+    return lambda b: (lambda: clf.run(xn[:b]))
 
 
 def _torch_call(model, xb):

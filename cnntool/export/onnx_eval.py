@@ -24,7 +24,7 @@ from cnntool.data.sources import ArrayPart, load_raw
 from cnntool.data.splits import remap_classes, resize_array, split_parts
 from cnntool.errors import ConfigError, DataError, ModelError
 from cnntool.export.metadata import DATA_KEY, SPEC_KEY
-from cnntool.metrics import EvalResult, compute_metrics, row_normalise, write_matrix, write_per_class
+from cnntool.metrics import EvalResult, compute_metrics, row_normalise, write_json, write_matrix, write_per_class
 from cnntool.spec import ModelSpec
 
 SPLITS = ("train", "val", "test")
@@ -211,5 +211,5 @@ def evaluate_onnx(path: str | Path, data: str | None = None, split: str = "test"
         files["confusion_normalized_png"] = str(plot_confusion(
             result.confusion, result.class_names, out_dir / "confusion_normalized.png", normalize=True, title=title))
     files["metrics_json"] = str(out_dir / "metrics.json")
-    (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(out_dir / "metrics.json", result.to_dict())
     return result

@@ -130,3 +130,18 @@ def test_bad_quantization_options_exit_2(exported, tmp_path, args, message):
     res = CliRunner().invoke(app, ["export", str(run_dir), "-o", str(tmp_path / "m.onnx"), "--int8", *args])
     assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_calibration_batches_fit_a_fixed_batch_graph(exported):
+    from cnntool.data.preprocess import normalize
+    from cnntool.export.quantize import CALIB_BATCH, _Reader
+    from cnntool.export.runtime import OnnxClassifier
+
+    spec = OnnxClassifier(exported[1]).spec
+    images = np.random.default_rng(0).integers(0, 256, (10, 1, *spec.input_size), dtype=np.uint8)
+    fixed = _Reader(images, spec, "input", batch=4)
+    got = [fixed.get_next() for _ in range(3)]
+    assert [b["input"].shape[0] for b in got[:2]] == [4, 4] and got[2] is None  # whole batches only
+    np.testing.assert_array_equal(got[1]["input"], normalize(images[4:8], spec.mean, spec.std))
+    dynamic = _Reader(images, spec, "input")
+    assert dynamic.get_next()["input"].shape[0] == min(10, CALIB_BATCH)

@@ -109,11 +109,13 @@ def check_calibration(arr: np.ndarray, spec: ModelSpec, where: str = "calibratio
 class _Reader:
     """onnxruntime CalibrationDataReader over normalised batches of the calibration images."""
 
-    def __init__(self, images: np.ndarray, spec: ModelSpec, input_name: str):
+    def __init__(self, images: np.ndarray, spec: ModelSpec, input_name: str, batch: int | None = None):
         from cnntool.data.preprocess import normalize
 
-        self._batches = iter([{input_name: normalize(images[i:i + CALIB_BATCH], spec.mean, spec.std)}
-                              for i in range(0, len(images), CALIB_BATCH)])
+        b = batch or CALIB_BATCH  # a fixed-batch graph (--static-batch) takes exactly its batch size
+        stop = len(images) - len(images) % b if batch else len(images)  # only whole batches for a fixed one
+        self._batches = iter([{input_name: normalize(images[i:i + b], spec.mean, spec.std)}
+                              for i in range(0, stop, b)])
 
     def get_next(self):
         return next(self._batches, None)
@@ -131,8 +133,11 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, spec: ModelSpec, calib
     check_calibration(calib_images, spec)
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[calib_method]
-    input_name = OnnxClassifier(fp32_path).input_name
-    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib_images, spec, input_name)
+    fp32 = OnnxClassifier(fp32_path)
+    if fp32.batch_dim and len(calib_images) < fp32.batch_dim:
+        raise DataError(f"{len(calib_images)} calibration images; the graph's fixed batch is {fp32.batch_dim}")
+    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib_images, spec, fp32.input_name,
+                                                                  fp32.batch_dim)
     with tempfile.TemporaryDirectory(prefix="cnntool-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         try:  # shape inference + graph optimisation before quantization, as onnxruntime recommends

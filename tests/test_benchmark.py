@@ -40,3 +40,14 @@ def test_benchmark_bad_options(digits_run):
     assert res.exit_code == 2 and "--runtime 'tensorrt' must be one of" in res.stderr
     res = CliRunner().invoke(app, ["benchmark", str(run_dir), "--repeats", "0"])
     assert res.exit_code == 2
+
+
+def test_openvino_row_when_installed(digits_run):
+    pytest.importorskip("openvino")
+    run_dir, _ = digits_run
+    res = CliRunner().invoke(app, ["benchmark", str(run_dir), "--threads", "1", "--repeats", "1", "--json",
+                                   "--runtime", "onnx-fp32", "--runtime", "openvino"])
+    assert res.exit_code == 0, res.stderr
+    rows = {r["runtime"]: r for r in json.loads(res.stdout)["rows"]}
+    assert set(rows) == {"onnx-fp32", "openvino"}
+    assert rows["openvino"]["top1"] == rows["onnx-fp32"]["top1"] and rows["openvino"]["images_per_s_b32"] > 0

@@ -1,89 +1,37 @@
-"""Evaluation of a trained model: metrics from a confusion matrix, and ``evaluate_run`` behind `cnntool eval`."""
+"""``evaluate_run`` behind `cnntool eval`: a run's model on a split of its data, metrics, files and figures.
+
+The run and its data are rebuilt by ``cnntool.runs``; the arithmetic is ``cnntool.metrics``."""
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from cnntool.errors import ConfigError
-from cnntool.fileio import atomic_path, write_json
-from cnntool.metrics import averages, confusion_matrix, per_class_metrics, row_normalise
-from cnntool.training.evaluate import metrics_from_logits
+# Metric arithmetic, the result record and its CSV writers live in cnntool.metrics (numpy, no torch);
+# re-exported here for existing callers.
+from cnntool.metrics import (  # noqa: F401
+    EvalResult,
+    averages,
+    confusion_matrix,
+    per_class_metrics,
+    row_normalise,
+    topk_accuracy,
+)
+from cnntool.metrics import compute_metrics as _compute_metrics
+from cnntool.metrics import write_matrix as _write_matrix
+from cnntool.metrics import write_per_class as _write_per_class
+from cnntool.fileio import write_json
 from cnntool.runs import LoadedRun, check_split, load_run, load_run_data, run_logits
-
-
-def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    return float((top == labels[:, None]).any(dim=1).double().mean())
-
-
-# --------------------------------------------------------------------------- evaluate_run
-
-@dataclass
-class EvalResult:
-    run: str
-    checkpoint: str
-    data: str
-    split: str
-    n: int
-    class_names: list[str]
-    loss: float
-    top1: float
-    top5: float | None
-    confusion: np.ndarray
-    per_class: dict[str, np.ndarray]
-    avg: dict[str, dict[str, float]]
-    confident_wrong: list[dict[str, Any]]
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        per_class = [{"class": name, "index": i, "precision": float(self.per_class["precision"][i]),
-                      "recall": float(self.per_class["recall"][i]), "f1": float(self.per_class["f1"][i]),
-                      "support": int(self.per_class["support"][i])}
-                     for i, name in enumerate(self.class_names)]
-        return {"run": self.run, "checkpoint": self.checkpoint, "data": self.data, "split": self.split,
-                "n": self.n, "loss": self.loss, "acc": self.top1, "top1": self.top1, "top5": self.top5,
-                "per_class": per_class, "macro_avg": self.avg["macro"], "weighted_avg": self.avg["weighted"],
-                "class_names": self.class_names, "confusion_matrix": self.confusion.tolist(),
-                "most_confident_wrong": self.confident_wrong, "files": self.files}
 
 
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str],
                     top_wrong: int = 10, paths: list[str] | None = None) -> dict[str, Any]:
-    """Every number `cnntool eval` reports, from logits and labels."""
-    n_cls = len(class_names)
-    labels = labels.long()
-    n = len(labels)
-    preds = logits.argmax(1) if n else torch.zeros(0, dtype=torch.long)
-    cm = confusion_matrix(labels.numpy(), preds.numpy(), n_cls)
-    per = per_class_metrics(cm)
-    probs = logits.double().softmax(1) if n else torch.zeros(0, n_cls, dtype=torch.float64)
-    wrong = (preds != labels).nonzero().flatten()
-    conf = probs[wrong, preds[wrong]] if len(wrong) else torch.zeros(0, dtype=torch.float64)
-    order = conf.argsort(descending=True)[:top_wrong]
-    confident_wrong = []
-    for j in order.tolist():
-        i = int(wrong[j])
-        item = {"index": i, "true": class_names[int(labels[i])], "pred": class_names[int(preds[i])],
-                "confidence": float(conf[j]), "true_prob": float(probs[i, labels[i]])}
-        if paths is not None:
-            item["path"] = paths[i]
-        confident_wrong.append(item)
-    return {
-        "n": n,
-        "loss": metrics_from_logits(logits, labels)["loss"],
-        "top1": float((preds == labels).double().mean()) if n else float("nan"),
-        "top5": topk_accuracy(logits, labels, 5) if n_cls > 5 else None,
-        "confusion": cm, "per_class": per, "avg": averages(per), "confident_wrong": confident_wrong,
-    }
+    """Every number `cnntool eval` reports, from logits and labels (computed by ``cnntool.metrics``)."""
+    return _compute_metrics(logits.detach().cpu().double().numpy(), labels.cpu().numpy(), class_names,
+                            top_wrong, paths)
 
 
 def default_eval_dir(run: LoadedRun, split: str) -> Path:
@@ -139,24 +87,3 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str = "test
     files["metrics_json"] = str(out_dir / "metrics.json")
     write_json(out_dir / "metrics.json", result.to_dict())
     return result
-
-
-def _write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true\\pred", *class_names])
-        for name, row in zip(class_names, matrix):
-            w.writerow([name, *[(f"{v:.6g}" if isinstance(v, float) else int(v)) for v in row.tolist()]])
-    return path
-
-
-def _write_per_class(path: Path, r: EvalResult) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["class", "precision", "recall", "f1", "support"])
-        for i, name in enumerate(r.class_names):
-            w.writerow([name, *(f"{float(r.per_class[k][i]):.6g}" for k in ("precision", "recall", "f1")),
-                        int(r.per_class["support"][i])])
-        for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"])):
-            w.writerow([label, *(f"{avg[k]:.6g}" for k in ("precision", "recall", "f1")), avg["support"]])
-    return path

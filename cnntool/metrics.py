@@ -1,8 +1,21 @@
-"""Metric arithmetic on labels and predictions (numpy only: the ONNX eval path imports no torch)."""
+"""Metric arithmetic on numpy arrays (no torch): confusion matrix, per-class P/R/F1, averages, top-k,
+cross-entropy, the summary `cnntool eval` reports, and the CSV files it writes.
+
+``cnntool eval RUN`` (torch) and ``cnntool eval model.onnx`` (onnxruntime) both compute and write their
+numbers here, so the two report the same thing the same way.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+
+from cnntool.fileio import atomic_path, write_json  # noqa: F401 - write_json re-exported for eval writers
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -45,3 +58,123 @@ def row_normalise(cm: np.ndarray) -> np.ndarray:
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is among the ``k`` largest logits (numpy arrays or CPU tensors); ties
+    go to the lower class index, as ``argmax`` breaks them."""
+    logits = np.asarray(logits)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, logits.shape[1])
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of the softmax of ``logits`` against integer ``labels`` (float64; nan when empty)."""
+    z = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return float("nan")
+    m = z.max(axis=1, keepdims=True)
+    logsum = np.log(np.exp(z - m).sum(axis=1)) + m[:, 0]
+    return float(np.mean(logsum - z[np.arange(len(labels)), labels]))
+
+
+def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[str],
+                    top_wrong: int = 10, paths: list[str] | None = None) -> dict[str, Any]:
+    """Every number `cnntool eval` reports, from logits (N, classes) and labels (N,) as array-likes."""
+    n_cls = len(class_names)
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1, n_cls)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    preds = logits.argmax(1) if n else np.zeros(0, dtype=np.int64)
+    cm = confusion_matrix(labels, preds, n_cls)
+    per = per_class_metrics(cm)
+    probs = softmax(logits) if n else np.zeros((0, n_cls))
+    wrong = np.flatnonzero(preds != labels)
+    conf = probs[wrong, preds[wrong]]
+    order = np.argsort(-conf, kind="stable")[:top_wrong]
+    confident_wrong = []
+    for j in order.tolist():
+        i = int(wrong[j])
+        item = {"index": i, "true": class_names[int(labels[i])], "pred": class_names[int(preds[i])],
+                "confidence": float(conf[j]), "true_prob": float(probs[i, labels[i]])}
+        if paths is not None:
+            item["path"] = paths[i]
+        confident_wrong.append(item)
+    return {
+        "n": n,
+        "loss": cross_entropy(logits, labels),
+        "top1": float((preds == labels).mean()) if n else float("nan"),
+        "top5": topk_accuracy(logits, labels, 5) if n_cls > 5 else None,
+        "confusion": cm, "per_class": per, "avg": averages(per), "confident_wrong": confident_wrong,
+        "preds": preds,
+    }
+
+
+@dataclass
+class EvalResult:
+    run: str
+    checkpoint: str
+    data: str
+    split: str
+    n: int
+    class_names: list[str]
+    loss: float
+    top1: float
+    top5: float | None
+    confusion: np.ndarray
+    per_class: dict[str, np.ndarray]
+    avg: dict[str, dict[str, float]]
+    confident_wrong: list[dict[str, Any]]
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        per_class = [{"class": name, "index": i, "precision": float(self.per_class["precision"][i]),
+                      "recall": float(self.per_class["recall"][i]), "f1": float(self.per_class["f1"][i]),
+                      "support": int(self.per_class["support"][i])}
+                     for i, name in enumerate(self.class_names)]
+        return {"run": self.run, "checkpoint": self.checkpoint, "data": self.data, "split": self.split,
+                "n": self.n, "loss": self.loss, "acc": self.top1, "top1": self.top1, "top5": self.top5,
+                "per_class": per_class, "macro_avg": self.avg["macro"], "weighted_avg": self.avg["weighted"],
+                "class_names": self.class_names, "confusion_matrix": self.confusion.tolist(),
+                "most_confident_wrong": self.confident_wrong, "files": self.files}
+
+
+@contextlib.contextmanager
+def _atomic(path: Path):
+    """A text file written beside ``path`` and renamed over it when complete (cnntool.fileio)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        yield f
+
+
+def write_matrix(path: Path, matrix: np.ndarray, class_names: list[str]) -> Path:
+    with _atomic(path) as f:
+        w = csv.writer(f)
+        w.writerow(["true\\pred", *class_names])
+        for name, row in zip(class_names, matrix):
+            w.writerow([name, *[(f"{v:.6g}" if isinstance(v, float) else int(v)) for v in row.tolist()]])
+    return path
+
+
+def write_per_class(path: Path, r: EvalResult) -> Path:
+    with _atomic(path) as f:
+        w = csv.writer(f)
+        w.writerow(["class", "precision", "recall", "f1", "support"])
+        for i, name in enumerate(r.class_names):
+            w.writerow([name, *(f"{float(r.per_class[k][i]):.6g}" for k in ("precision", "recall", "f1")),
+                        int(r.per_class["support"][i])])
+        for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"])):
+            w.writerow([label, *(f"{avg[k]:.6g}" for k in ("precision", "recall", "f1")), avg["support"]])
+    return path

@@ -11,6 +11,13 @@
    torch checkpoint (`cnntool predict model.pt one.jpg`), median of several fresh processes.
 
 Targets: onnxruntime throughput >= torch eager; the ONNX predict process >= 4× faster than the torch one.
+
+    python scripts/bench_infer.py --deploy   # INT8 goals through `cnntool benchmark`'s library call
+
+3. ``--deploy``: ONNX INT8 vs FP32 (``cnntool.export.benchmark``) for tv:resnet18 at 224×224 (random
+   weights) and a simplecnn trained 3 epochs on digits. Goals: INT8 >= 1.5× FP32 onnxruntime throughput
+   at batch 32 (resnet18); on digits, INT8 top-1 agreement with FP32 >= 99% and test-accuracy drop <= 1
+   point (the accuracy gate of `cnntool export --int8`).
 """
 
 from __future__ import annotations
@@ -112,13 +119,55 @@ def bench_process(folder: Path, runs: int) -> dict:
     return result
 
 
+def bench_deploy(folder: Path, threads: int, quick: bool, console: Console) -> list[tuple]:
+    """(goal, measured, target, met) rows for the INT8 goals."""
+    from cnntool.config import ModelConfig, RunConfig, TrainConfig
+    from cnntool.export.benchmark import benchmark
+    from cnntool.training import fit
+
+    spec = spec_for("tv:resnet18", 224)
+    torch.manual_seed(0)
+    ckpt = folder / "resnet18.pt"
+    save_checkpoint(ckpt, {"spec": spec.to_dict(), "model": build_from_spec(spec).state_dict()})
+    console.print("benchmarking tv:resnet18 224×224: ONNX FP32 vs INT8 ...")
+    r18 = benchmark(ckpt, threads=threads, repeats=2 if quick else 5, runtimes=("onnx-fp32", "onnx-int8"))
+    speed = {r.runtime: r for r in r18.rows}["onnx-int8"].speedup_b32
+    console.print("training simplecnn on digits (3 epochs) and exporting it with --int8 ...")
+    run = fit(RunConfig(model=ModelConfig(bn=True, dropout=0.3), train=TrainConfig(epochs=3, seed=0),
+                        runs_root=str(folder / "runs")))
+    res = export_onnx(run["run_dir"], folder / "digits.onnx", precisions=("int8",), max_drop=100.0)
+    v = res.variants[0]
+    return [("resnet18 INT8 ÷ FP32 img/s, batch 32", f"{speed:.2f}×", "≥ 1.5×", speed >= 1.5),
+            ("digits INT8 top-1 agreement with FP32", f"{v.agreement:.2%}", "≥ 99%", v.agreement >= 0.99),
+            ("digits INT8 test-accuracy drop", f"{v.drop:+.2f} points", "≤ 1 point", v.drop <= 1.0)]
+
+
+def main_deploy(args) -> None:
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 100)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = bench_deploy(Path(tmp), args.threads, args.quick, console)
+    if args.json:
+        print(json.dumps([{"goal": g, "measured": m, "target": t, "met": ok} for g, m, t, ok in rows]))
+        return
+    t = Table(title=f"INT8 deploy goals, {args.threads} thread(s); onnxruntime {ort.__version__}")
+    for col in ("goal", "measured", "target", ""):
+        t.add_column(col)
+    for g, m, target, ok in rows:
+        t.add_row(g, m, target, "[green]met[/green]" if ok else "[red]NOT met[/red]")
+    console.print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both runtimes")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--process-runs", type=int, default=5, help="fresh processes per predict variant")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    ap.add_argument("--deploy", action="store_true", help="INT8 goals (resnet18 speed-up, digits accuracy gate)")
     args = ap.parse_args()
+    if args.deploy:
+        main_deploy(args)
+        return
     torch.set_num_threads(args.threads)
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 100)
     with tempfile.TemporaryDirectory() as tmp:

@@ -156,3 +156,25 @@ def test_export_refuses_to_overwrite_a_file_that_is_not_onnx(run_dir, exported, 
     again.write_bytes(exported[0].read_bytes())
     result = CliRunner().invoke(app, ["export", str(run_dir), "-o", str(again)])
     assert result.exit_code == 0, result.output
+
+
+def test_parity_samples_are_preprocessed_with_the_spec_crop_and_interpolation():
+    """The export parity check resizes in-memory images exactly as training and eval do (crop_pct, interpolation)."""
+    import numpy as np
+
+    from cnntool.data.sources import load_raw
+    from cnntool.data.splits import resize_array
+    from cnntool.export.onnx_export import sample_run_images
+    from cnntool.spec import ModelSpec
+
+    spec = ModelSpec(arch="simplecnn", num_classes=10, class_names=[str(i) for i in range(10)], in_channels=1,
+                     input_size=[16, 16], mean=[0.5], std=[0.25], crop_pct=0.75, interpolation="bicubic")
+    images, why = sample_run_images({"options": {"data": "digits"}}, spec, n=5)
+    assert why is None and images.shape == (5, 1, 16, 16)
+    raw = load_raw("digits", None, False)
+    part = next(p for p in (raw.test, raw.val, raw.train) if p is not None)
+    idx = sorted(set(np.linspace(0, len(part.labels) - 1, 5).round().astype(int).tolist()))
+    expected = resize_array(part.images[idx], [16, 16], 0.75, "bicubic")
+    assert np.array_equal(images, expected)
+    plain = resize_array(part.images[idx], [16, 16])
+    assert not np.array_equal(images, plain)  # the crop really changes the pixels

@@ -8,9 +8,12 @@ import typer
 
 from cnntool.cli.common import print_json, stderr_console
 
+_ONNX = "ONNX files"
+
 
 def eval_command(
-    target: Annotated[str, typer.Argument(help="Run directory or checkpoint file.", show_default=False)],
+    target: Annotated[str, typer.Argument(help="Run directory, checkpoint file, or exported .onnx file "
+                                          "(evaluated with onnxruntime, torch-free).", show_default=False)],
     data: Annotated[Optional[str], typer.Option("--data", help="Data set name or folder "
                                                 "(default: the run's own).")] = None,
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where named data sets live "
@@ -24,24 +27,56 @@ def eval_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write the CSV/JSON files only.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print every result as one JSON object on stdout.")] = False,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="ONNX file without cnntool metadata: "
+                                                   "class names in output order, comma-separated.",
+                                                   rich_help_panel=_ONNX)] = None,
+    img_size: Annotated[Optional[int], typer.Option("--img-size", min=1, help="ONNX file without cnntool "
+                                                    "metadata: square input size (when the graph's is not "
+                                                    "fixed).", rich_help_panel=_ONNX)] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="ONNX file without cnntool metadata: per-channel "
+                                                "mean, comma-separated (e.g. 0.485,0.456,0.406).",
+                                                rich_help_panel=_ONNX)] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="ONNX file without cnntool metadata: per-channel "
+                                               "std, comma-separated.", rich_help_panel=_ONNX)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="onnxruntime threads (ONNX files; "
+                                                   "default: all cores).", rich_help_panel=_ONNX)] = None,
 ) -> None:
     """Evaluate a trained model: loss, top-1/top-5, per-class table, confusion matrix, confident mistakes.
 
     Class indices, input size and normalisation come from the checkpoint; the data split is rebuilt with
     the run's split seed, so `cnntool eval RUN` reproduces the test accuracy `train` reported.
 
-    Example: [bold]cnntool eval runs/train --json[/bold]
+    An exported .onnx file is evaluated by onnxruntime alone (torch is never imported), on the data set and
+    splits recorded in the file (or --data): the accuracy of the file you ship.
+
+    Example: [bold]cnntool eval runs/train --json[/bold]   [bold]cnntool eval runs/train/model-int8.onnx[/bold]
     """
     from cnntool.errors import ConfigError
 
     if top_wrong < 0:
         raise ConfigError(f"--top-wrong {top_wrong} must be >= 0")
-    from cnntool.evaluation import evaluate_run
-    from cnntool.training.engine import resolve_device
+    from cnntool.export.runtime import is_onnx_path
 
-    dev = str(resolve_device(device))
-    result = evaluate_run(target, data=data, split=split, out=out, data_dir=data_dir, which=which, device=dev,
-                          batch_size=batch_size, top_wrong=top_wrong, plots=not no_plots)
+    if is_onnx_path(target):
+        from cnntool.export.onnx_eval import evaluate_onnx
+
+        if which != "best" or device != "cpu":
+            flag = "--which" if which != "best" else "--device"
+            raise ConfigError(f"{flag} applies to runs and checkpoints; {target} runs on onnxruntime's CPU provider")
+        result = evaluate_onnx(target, data=data, split=split, out=out, data_dir=data_dir, batch_size=batch_size,
+                               top_wrong=top_wrong, plots=not no_plots, threads=threads, classes=classes,
+                               img_size=img_size, mean=mean, std=std)
+    else:
+        given = [f for f, v in (("--classes", classes), ("--img-size", img_size), ("--mean", mean),
+                                ("--std", std), ("--threads", threads)) if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]} applies to ONNX files only; {target} is a run or checkpoint")
+        from cnntool.evaluation import evaluate_run
+        from cnntool.training.engine import resolve_device
+
+        dev = str(resolve_device(device))
+        result = evaluate_run(target, data=data, split=split, out=out, data_dir=data_dir, which=which, device=dev,
+                              batch_size=batch_size, top_wrong=top_wrong, plots=not no_plots)
     if json:
         print_json(result.to_dict())
         return

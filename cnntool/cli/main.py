@@ -9,6 +9,7 @@ import typer
 
 from cnntool import __version__
 from cnntool.cli import (
+    benchmark,
     compare,
     conv_test,
     eval_cmd,
@@ -62,6 +63,7 @@ app.command("predict")(predict.predict)
 app.command("summary")(summary.summary)
 app.command("sweep")(sweep.sweep)
 app.command("compare")(compare.compare)
+app.command("benchmark")(benchmark.benchmark)
 app.add_typer(viz.app, name="viz")
 app.add_typer(recipe.app, name="recipe")
 

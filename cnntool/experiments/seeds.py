@@ -20,6 +20,9 @@ from cnntool.errors import ConfigError
 AGGREGATED = ("test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss", "best_epoch", "seconds")
 
 
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
     """``0-9`` / ``0,3,7`` / ``0-2,5`` -> a list of distinct seeds in the given order."""
     seeds: list[int] = []
@@ -32,6 +35,8 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = int(part[:cut]), int(part[cut + 1:])
                 if hi < lo:
                     raise ValueError
+                if len(seeds) + hi - lo + 1 > MAX_SEEDS:  # checked before the list is made
+                    raise ConfigError(f"--seeds {text!r} names more than {MAX_SEEDS} seeds")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
@@ -39,6 +44,8 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds {text!r} is not a seed list (examples: 0-9, 0,3,7, 0-2,5)") from None
     if not seeds:
         raise ConfigError(f"--seeds {text!r} names no seed")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"--seeds {text!r} names more than {MAX_SEEDS} seeds")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {text!r} names a seed twice")
     if any(s < 0 for s in seeds):

@@ -13,6 +13,7 @@ from cnntool.errors import ModelError
 from cnntool.spec import ModelSpec
 
 SPEC_KEY = "cnntool.spec"
+DATA_KEY = "cnntool.data"  # the DataConfig of the run (data set, split fractions, split seed), as JSON
 FLAT_KEYS = ("arch", "class_names", "in_channels", "input_size", "mean", "std", "crop_pct", "interpolation",
              "cnntool_version")
 

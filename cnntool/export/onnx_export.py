@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -25,9 +23,11 @@ import torch
 from torch import nn
 
 from cnntool import __version__
-from cnntool.errors import CheckpointError, CnnToolError, ConfigError, ModelError
+from cnntool.errors import CheckpointError, CnnToolError, ConfigError, ModelError, first_line
+from cnntool.fileio import atomic_path
 from cnntool.export.metadata import spec_to_metadata
-from cnntool.spec import ModelSpec
+from cnntool.export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP
+from cnntool.spec import MAX_SIDE, ModelSpec
 
 DEFAULT_OPSET = 18
 # onnx 1.23 writes IR version 11+ by default; onnxruntime >= 1.16 (and every release since) reads IR 10.
@@ -68,6 +68,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     spec: dict[str, Any] = field(default_factory=dict)
+    variants: list[Any] = field(default_factory=list)  # VariantResult per --int8 / --fp16 file written
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,24 +84,89 @@ class ParityError(ModelError):
 
 def export_onnx(target: str | Path, out: str | Path | None = None, opset: int = DEFAULT_OPSET,
                 static_batch: bool = False, img_size: int | None = None, atol: float = DEFAULT_ATOL,
-                exporter: str = "auto", progress: Progress | None = None) -> ExportResult:
+                exporter: str = "auto", precisions: tuple[str, ...] = (), calib: int = DEFAULT_CALIB,
+                calib_method: str = DEFAULT_CALIB_METHOD, calib_data: str | Path | None = None,
+                max_drop: float = DEFAULT_MAX_DROP, progress: Progress | None = None) -> ExportResult:
     """Export a run directory or checkpoint to ONNX, checked against torch on images from the run's data.
 
     Raises ParityError (and leaves no file) when onnxruntime disagrees with torch beyond ``atol``.
+    ``precisions`` ("int8", "fp16") also writes ``NAME-int8.onnx`` / ``NAME-fp16.onnx`` beside the FP32
+    file, each only if its accuracy on the run's test split is within ``max_drop`` points of the FP32
+    file's (else AccuracyGateError, and that file is not written; the FP32 file is kept). INT8 is
+    calibrated on ``calib`` images of the run's training split, or on ``calib_data`` (a uint8 ``.npy``).
     """
+    from cnntool.export.quantize import check_options
     from cnntool.training.checkpoint import load_model, resolve_checkpoint
 
     say = progress or (lambda msg: None)
+    precisions = tuple(dict.fromkeys(precisions))
+    check_options(precisions, calib, calib_method, max_drop)
     say("loading the model")
     model, spec, ckpt = load_model(target)
     if img_size is not None and [img_size, img_size] != list(spec.input_size):
         model, spec = _resize_model(spec, ckpt, img_size, resolve_checkpoint(target))
     out = Path(out) if out is not None else default_output(target)
     check_output_path(out)
+    data_cfg = run_data_config(ckpt)
+    test = calib_images = None
+    if precisions:
+        test, calib_images = _gate_data(data_cfg, spec, precisions, calib, calib_data, say)
+        for p in precisions:
+            check_output_path(_variant_path(out, p))
     say("reading sample images from the run's data set")
     images, note = sample_run_images(ckpt, spec)
-    return export_model(model, spec, out, opset=opset, static_batch=static_batch, atol=atol, exporter=exporter,
-                        images=images, notes=[note] if note else [], progress=progress)
+    result = export_model(model, spec, out, opset=opset, static_batch=static_batch, atol=atol, exporter=exporter,
+                          images=images, notes=[note] if note else [], progress=progress,
+                          data_options=asdict(data_cfg) if data_cfg is not None else None)
+    from cnntool.export.quantize import AccuracyGateError, make_variant
+
+    for p in precisions:
+        try:
+            result.variants.append(make_variant(p, out, test, calib_images=calib_images if p == "int8" else None,
+                                                calib_method=calib_method, max_drop=max_drop, progress=progress))
+        except AccuracyGateError as e:
+            result.variants.append(e.result)
+            e.export = result
+            raise
+    return result
+
+
+def _variant_path(out: Path, precision: str) -> Path:
+    from cnntool.export.quantize import variant_path
+
+    return variant_path(out, precision)
+
+
+def run_data_config(ckpt: dict[str, Any]):
+    """The DataConfig a checkpoint was trained with, or None when it does not record its data set."""
+    from cnntool.config import RunConfig
+
+    options = ckpt.get("options") or {}
+    if "data" not in options:
+        return None
+    try:
+        return RunConfig.from_flat(options).data
+    except (CnnToolError, TypeError, ValueError):
+        return None
+
+
+def _gate_data(cfg, spec: ModelSpec, precisions, calib: int, calib_data, say):
+    """(test split, calibration images) for the accuracy gate, read before anything is written."""
+    from cnntool.export.onnx_eval import load_split
+    from cnntool.export.quantize import load_calibration, pick_calibration
+
+    if cfg is None:
+        raise CheckpointError("the checkpoint does not record its data set, so the accuracy of "
+                              f"--{precisions[0]} cannot be checked on its test split")
+    say("reading the run's test split for the accuracy check")
+    test = load_split(cfg, spec, "test")
+    calib_images = None
+    if "int8" in precisions:
+        if calib_data is not None:
+            calib_images = load_calibration(calib_data, spec)
+        else:
+            calib_images = pick_calibration(load_split(cfg, spec, "train"), calib)
+    return test, calib_images
 
 
 def default_output(target: str | Path) -> Path:
@@ -123,8 +189,9 @@ def check_output_path(out: Path) -> None:
 def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int = DEFAULT_OPSET,
                  static_batch: bool = False, atol: float = DEFAULT_ATOL, exporter: str = "auto",
                  images: np.ndarray | None = None, notes: list[str] | None = None,
-                 progress: Progress | None = None) -> ExportResult:
-    """Export an in-memory model described by ``spec``; ``images`` (uint8 N×C×H×W) are the real parity inputs."""
+                 progress: Progress | None = None, data_options: dict[str, Any] | None = None) -> ExportResult:
+    """Export an in-memory model described by ``spec``; ``images`` (uint8 N×C×H×W) are the real parity inputs;
+    ``data_options`` (a DataConfig as a dict) are recorded so `cnntool eval model.onnx` rebuilds the splits."""
     import onnx
 
     say = progress or (lambda msg: None)
@@ -138,17 +205,14 @@ def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int 
     proto, used, note = to_onnx(model, spec, opset, static_batch, exporter)
     if note:
         notes.append(note)
-    _describe(proto, spec, used)
+    _describe(proto, spec, used, data_options)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:  # ValidationError, InferenceError
-        raise ModelError(f"exported {spec.arch} fails onnx.checker ({_first_line(e)})") from None
+        raise ModelError(f"exported {spec.arch} fails onnx.checker ({first_line(e)})") from None
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
+    with atomic_path(out) as tmp:  # renamed onto out only when the parity check passes
+        tmp.write_bytes(proto.SerializeToString())
         say("checking onnxruntime against torch")
         rows = parity_check(model, spec, tmp, images, atol)
         inp = proto.graph.input[0]
@@ -164,12 +228,6 @@ def export_model(model: nn.Module, spec: ModelSpec, out: str | Path, opset: int 
                 f"{out}: onnxruntime disagrees with torch ({bad.source} inputs, batch {bad.batch}: max |Δ| "
                 f"{bad.max_abs_diff:.3g} (tolerance {atol:g}), top-1 agreement {bad.top1_agree}/{bad.n}); "
                 f"file not written", result)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; the export is an ordinary file
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return result
 
 
@@ -186,13 +244,13 @@ def to_onnx(model: nn.Module, spec: ModelSpec, opset: int, static_batch: bool, e
             return _export_dynamo(model, x, opset, static_batch), "dynamo", None
         except Exception as e:  # noqa: BLE001 - torch.export / onnxscript raise many types
             if exporter == "dynamo":
-                raise ModelError(f"dynamo exporter cannot export {spec.arch} ({_first_line(e)})") from None
-            reason = f"it failed: {_first_line(e)}"
+                raise ModelError(f"dynamo exporter cannot export {spec.arch} ({first_line(e)})") from None
+            reason = f"it failed: {first_line(e)}"
     try:
         proto = _export_torchscript(model, x, opset, static_batch)
     except Exception as e:  # noqa: BLE001
         extra = f"; dynamo exporter not used: {reason}" if reason else ""
-        raise ModelError(f"cannot export {spec.arch} to ONNX (TorchScript exporter: {_first_line(e)}{extra})") from None
+        raise ModelError(f"cannot export {spec.arch} to ONNX (TorchScript exporter: {first_line(e)}{extra})") from None
     return proto, "torchscript", (f"used the TorchScript exporter, not the dynamo one ({reason})" if reason else None)
 
 
@@ -233,7 +291,7 @@ def _default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), -1)
 
 
-def _describe(proto, spec: ModelSpec, exporter: str) -> None:
+def _describe(proto, spec: ModelSpec, exporter: str, data_options: dict[str, Any] | None = None) -> None:
     """Pin the IR version onnxruntime reads, and store the spec in metadata_props."""
     import onnx
 
@@ -242,7 +300,10 @@ def _describe(proto, spec: ModelSpec, exporter: str) -> None:
     except Exception:  # noqa: BLE001 - an opset onnx does not know: keep what the exporter wrote
         needed = proto.ir_version
     proto.ir_version = max(needed, min(proto.ir_version, MAX_IR_VERSION))
-    props = spec_to_metadata(spec, {"exporter": exporter, "torch_version": torch.__version__})
+    extra: dict[str, Any] = {"exporter": exporter, "torch_version": torch.__version__}
+    if data_options is not None:
+        extra["data"] = data_options  # -> DATA_KEY
+    props = spec_to_metadata(spec, extra)
     keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]
     del proto.metadata_props[:]
     for key, value in keep + list(props.items()):
@@ -297,7 +358,8 @@ def sample_run_images(ckpt: dict[str, Any], spec: ModelSpec, n: int = 7) -> tupl
     Returns (None, why) when the data set cannot be read here (not downloaded, folder moved, ...).
     """
     from cnntool.config import RunConfig
-    from cnntool.data.preprocess import load_for_model, resize_for_model
+    from cnntool.data.preprocess import load_for_model
+    from cnntool.data.splits import resize_array
     from cnntool.data.sources import ArrayPart, load_raw
 
     options = ckpt.get("options") or {}
@@ -305,7 +367,7 @@ def sample_run_images(ckpt: dict[str, Any], spec: ModelSpec, n: int = 7) -> tupl
         cfg = RunConfig.from_flat(options).data
         raw = load_raw(cfg.data, cfg.data_dir, download=False)
     except (CnnToolError, TypeError, ValueError, OSError) as e:
-        return None, f"data set not readable here ({_first_line(e)}): random inputs only"
+        return None, f"data set not readable here ({first_line(e)}): random inputs only"
     part = next(p for p in (raw.test, raw.val, raw.train) if p is not None)
     total = len(part.labels)
     if total == 0:
@@ -315,20 +377,13 @@ def sample_run_images(ckpt: dict[str, Any], spec: ModelSpec, n: int = 7) -> tupl
         if part.images.shape[1] != spec.in_channels:
             return None, f"data set {raw.name} has {part.images.shape[1]} channel(s), the model {spec.in_channels}: " \
                          f"random inputs only"
-        from PIL import Image
-
-        out = []
-        for i in idx:
-            img = part.images[i]
-            pil = Image.fromarray(img[0]) if img.shape[0] == 1 else Image.fromarray(img.transpose(1, 2, 0))
-            arr = np.asarray(resize_for_model(pil, spec.input_size), dtype=np.uint8)
-            out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-        return np.stack(out), None
+        # The same resize as training and eval (the spec's crop_pct and interpolation), not a second copy.
+        return resize_array(part.images[idx], spec.input_size, spec.crop_pct, spec.interpolation), None
     try:
         arrs = [load_for_model(part.paths[i], spec.in_channels, spec.input_size, spec.crop_pct,
                                spec.interpolation) for i in idx]
     except CnnToolError as e:
-        return None, f"{_first_line(e)}: random inputs only"
+        return None, f"{first_line(e)}: random inputs only"
     return np.stack(arrs), None
 
 
@@ -338,15 +393,15 @@ def _resize_model(spec: ModelSpec, ckpt: dict[str, Any], img_size: int, path: Pa
     from cnntool.models import check_input_size
     from cnntool.training.checkpoint import build_from_spec, load_state
 
-    if img_size < 1:
-        raise ConfigError(f"--img-size {img_size} must be >= 1")
+    if not 1 <= img_size <= MAX_SIDE:
+        raise ConfigError(f"--img-size {img_size} must be in 1..{MAX_SIDE}")
     new = spec.replace(input_size=[img_size, img_size])
     model = build_from_spec(new)
     try:
         load_state(model, ckpt["model"], path)
     except (CheckpointError, RuntimeError) as e:
         raise ModelError(f"--img-size {img_size}: {spec.arch} trained at {spec.input_size[0]}×{spec.input_size[1]} "
-                         f"has layers sized for that input ({_first_line(e)})") from None
+                         f"has layers sized for that input ({first_line(e)})") from None
     check_input_size(model, spec.arch, spec.in_channels, new.input_size)
     return model.eval(), new
 
@@ -363,6 +418,3 @@ def _check_options(opset: int, atol: float, exporter: str) -> None:
         raise ConfigError(f"--exporter {exporter!r} must be one of {', '.join(EXPORTERS)}")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:240]

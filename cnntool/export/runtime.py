@@ -18,8 +18,8 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence, TextIO
 import numpy as np
 
 from cnntool.data.preprocess import is_image_file, load_for_model, normalize
-from cnntool.errors import DataError, ModelError
-from cnntool.export.metadata import spec_from_metadata
+from cnntool.errors import DataError, ModelError, first_line
+from cnntool.export.metadata import SPEC_KEY, spec_from_metadata
 from cnntool.spec import ModelSpec
 
 GLOB_CHARS = "*?["
@@ -60,7 +60,9 @@ class OnnxClassifier:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 spec_for: Callable[[dict, list], ModelSpec] | None = None):
+        """``spec_for(metadata, input_shape)`` supplies the spec of a file without cnntool metadata."""
         import onnxruntime as ort
 
         self.path = str(path)
@@ -73,11 +75,15 @@ class OnnxClassifier:
         try:
             self.session = ort.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            raise ModelError(f"{path}: onnxruntime cannot load it ({_first_line(e)})") from None
-        self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+            raise ModelError(f"{path}: onnxruntime cannot load it ({first_line(e)})") from None
+        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{path}: expected one input, the model has {len(inputs)}")
+        if spec_for is not None and SPEC_KEY not in self.props:
+            self.spec = spec_for(self.props, list(inputs[0].shape))
+        else:
+            self.spec = spec_from_metadata(self.props, self.path)
         self.input_name = inputs[0].name
         self.batch_dim = check_input_shape(inputs[0].shape, self.spec, self.path)
         classes = self.session.get_outputs()[0].shape
@@ -107,7 +113,7 @@ class OnnxClassifier:
             out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
         except Exception as e:
             raise ModelError(f"{self.path}: onnxruntime rejected input of shape {tuple(x.shape)} "
-                             f"({_first_line(e)})") from None
+                             f"({first_line(e)})") from None
         return np.asarray(out, dtype=np.float32)
 
 
@@ -258,6 +264,3 @@ def is_onnx_path(target: str | Path) -> bool:
     return p.is_file() and not zipfile.is_zipfile(p)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:240]

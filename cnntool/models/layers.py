@@ -46,6 +46,10 @@ def dense_block(fin: int, fout: int, *, bias: bool = True, act: str = "relu", dr
     return layers
 
 
+MAX_FILTERS = 65536
+MAX_KERNEL = 63
+
+
 def parse_filters(spec: str | None, n: int, default: str) -> list[int]:
     """A comma list of n ints, or a pattern: equalM, doublingM, halvingM."""
     spec = spec or default
@@ -62,8 +66,8 @@ def parse_filters(spec: str | None, n: int, default: str) -> list[int]:
                 break
         else:
             raise ConfigError(f"--filters {spec!r} must be a comma list or equalM / doublingM / halvingM")
-    if any(v < 1 for v in values):
-        raise ConfigError(f"--filters {spec!r} has a value below 1")
+    if any(not 1 <= v <= MAX_FILTERS for v in values):
+        raise ConfigError(f"--filters {spec!r} has a value outside 1..{MAX_FILTERS}")
     return values
 
 
@@ -82,6 +86,6 @@ def parse_kernels(spec: str | None, n: int, default: str) -> list[int]:
         values = [3 + 2 * ((n - 1 - i) // 2) for i in range(n)]
     else:
         raise ConfigError(f"--kernels {spec!r} must be a comma list or constantK / increasing / decreasing")
-    if any(v < 1 for v in values):
-        raise ConfigError(f"--kernels {spec!r} has a value below 1")
+    if any(not 1 <= v <= MAX_KERNEL for v in values):
+        raise ConfigError(f"--kernels {spec!r} has a value outside 1..{MAX_KERNEL}")
     return values

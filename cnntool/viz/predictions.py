@@ -13,6 +13,9 @@ from cnntool.viz._plot import RIGHT_COLOR, WRONG_COLOR, figure, save, short, sho
 CELL_W, CELL_H, TITLE_H = 2.0, 2.35, 0.5
 
 
+MAX_GRID = 50  # rows and columns of a prediction grid (a figure of 2,500 images is already large)
+
+
 def examples_figsize(rows: int, cols: int) -> tuple[float, float]:
     return cols * CELL_W, rows * CELL_H + TITLE_H
 
@@ -45,8 +48,8 @@ def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: s
     from cnntool.runs import load_run
     from cnntool.viz.inputs import from_split, normalise
 
-    if rows < 1 or cols < 1:
-        raise ConfigError(f"--rows {rows} and --cols {cols} must be >= 1")
+    if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID):
+        raise ConfigError(f"--rows {rows} and --cols {cols} must be in 1..{MAX_GRID}")
     run = load_run(target, which)
     ex = from_split(run, split, rows * cols, wrong, data)
     with torch.no_grad():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnntool.errors import ConfigError
+from cnntool.tracking.names import check_log
 
 MAX_IMG_SIZE = 4096  # the same bound ModelSpec puts on input sizes read from files
 
@@ -123,6 +124,10 @@ class TrainConfig:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    # experiment tracking (cnntool.tracking): comma list of trackers, MLflow store, group (sweep study, recipe)
+    log: str | None = None
+    mlflow_uri: str | None = None
+    log_group: str | None = None
 
     def validate(self) -> None:
         _finite(self, "lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "label_smoothing", "grad_clip")
@@ -146,6 +151,7 @@ class TrainConfig:
         _check(self.threads is None or 1 <= self.threads <= 1024, "--threads", self.threads, "must be in 1..1024")
         _check(0 <= self.seed < 2**32, "--seed", self.seed, "must be in 0..2**32-1")
         _check(self.amp in ("none", "bf16", "fp16"), "--amp", self.amp, "must be none, bf16 or fp16")
+        check_log(self.log)  # known names, and each tracker's package installed: before any data is loaded
 
 
 @dataclass(frozen=True)

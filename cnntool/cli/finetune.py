@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 from cnntool.cli import options as o
 from cnntool.cli.common import print_json, stderr_console
-from cnntool.cli.train import ConfigFile
+from cnntool.cli.train import ConfigFile, Log, MlflowUri
 
 d = o.DEFAULTS
 _FT = "Fine-tuning"
@@ -59,7 +59,8 @@ def finetune(
     patience: o.Patience = d["patience"], threads: o.Threads = None, device: o.Device = d["device"],
     amp: o.Amp = d["amp"], channels_last: o.ChannelsLast = False, compile: o.Compile = False,
     runs_root: o.RunsRoot = "runs", name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
-    config: ConfigFile = None, json: o.Json = False, quiet: o.Quiet = False,
+    config: ConfigFile = None, log: Log = d["log"], mlflow_uri: MlflowUri = d["mlflow_uri"],
+    json: o.Json = False, quiet: o.Quiet = False,
 ) -> None:
     """Fine-tune a pretrained network on new data; writes a run directory like train (runs/finetune, ...).
 

@@ -50,6 +50,10 @@ def run(
     runs_root: Annotated[str, typer.Option("--runs-root", help="Root of the default output folder.")] = "runs",
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads per run (default: half the "
                                                                      "cores, at least 1).")] = None,
+    log: Annotated[Optional[str], typer.Option("--log", help="Track every run (tensorboard, wandb, mlflow; "
+                                                             "comma list), grouped by the recipe.")] = None,
+    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI for "
+                                                                           "--log mlflow.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-run progress, only the final tables.")] = False,
 ) -> None:
@@ -76,7 +80,8 @@ def run(
 
     try:
         result = run_recipe(name, data=data, quick=quick, out=out, runs_root=runs_root, data_dir=data_dir,
-                            download=download, threads=threads, reporter=reporter,
+                            download=download, threads=threads, reporter=reporter, track=log,
+                            mlflow_uri=mlflow_uri,
                             log=None if quiet else (lambda text: console.print(f"[dim]{text}[/dim]")))
     finally:
         if not quiet:

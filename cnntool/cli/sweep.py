@@ -23,6 +23,10 @@ def sweep(
     sampler_seed: Annotated[Optional[int], typer.Option(
         "--sampler-seed", help="Seed of the sampler (leave unset when several processes share a study).")] = None,
     runs_root: Annotated[str, typer.Option("--runs-root", help="Folder that holds run directories.")] = "runs",
+    log: Annotated[Optional[str], typer.Option("--log", help="Track every trial (tensorboard, wandb, mlflow; "
+                                                             "comma list), grouped by the study.")] = None,
+    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI for "
+                                                                           "--log mlflow.")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print the study summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables on stderr.")] = False,
@@ -38,7 +42,8 @@ def sweep(
     console = stderr_console()
     view = _SweepView(console) if not quiet else None
     result = run_sweep(load_space(space), trials, storage=storage, study=study, sampler=sampler,
-                       runs_root=runs_root, sampler_seed=sampler_seed, reporter=view, plots=not no_plots)
+                       runs_root=runs_root, sampler_seed=sampler_seed, reporter=view, plots=not no_plots,
+                       log=log, mlflow_uri=mlflow_uri)
     if not quiet:
         _render_summary(console, result)
     if json:

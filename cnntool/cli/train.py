@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 from cnntool.cli import options as o
 from cnntool.cli.common import print_json, stderr_console
+from cnntool.tracking.names import TRACKERS
 
 d = o.DEFAULTS
 
@@ -15,6 +16,13 @@ Seeds = Annotated[Optional[str], o.typer.Option(
     rich_help_panel="Run", show_default=False)]
 Jobs = Annotated[int, o.typer.Option("--jobs", "-j", help="With --seeds: run this many seeds at once "
                                                           "(separate processes).", rich_help_panel="Run")]
+Log = Annotated[Optional[str], o.typer.Option(
+    "--log", help="Track the run: a comma list of " + ", ".join(TRACKERS) + " (each an extra: pip install "
+                  "'cnntool[tensorboard]' ...). Per evaluation point losses, accuracies and lr; the options, final "
+                  "metrics and confusion matrix at the end.", rich_help_panel="Run", show_default=False)]
+MlflowUri = Annotated[Optional[str], o.typer.Option(
+    "--mlflow-uri", help="MLflow tracking URI for --log mlflow (default $MLFLOW_TRACKING_URI, else "
+                         "sqlite:///RUNS_ROOT/mlflow.db beside the run).", rich_help_panel="Run", show_default=False)]
 ConfigFile = Annotated[Optional[str], o.typer.Option(
     "--config", help="YAML/JSON file of options (keys = option names), or a run's config.json to reproduce it; "
                      "flags on the command line override it.", rich_help_panel="Run", show_default=False)]
@@ -39,7 +47,8 @@ def train(
     patience: o.Patience = d["patience"], threads: o.Threads = None, device: o.Device = d["device"],
     amp: o.Amp = d["amp"], channels_last: o.ChannelsLast = False, compile: o.Compile = False,
     runs_root: o.RunsRoot = "runs", name: o.Name = None, out: o.Out = None, resume: o.Resume = None,
-    seeds: Seeds = None, jobs: Jobs = 1, config: ConfigFile = None,
+    seeds: Seeds = None, jobs: Jobs = 1, config: ConfigFile = None, log: Log = d["log"],
+    mlflow_uri: MlflowUri = d["mlflow_uri"],
     list_models: bool = o.typer.Option(False, "--list-models", help="List the model names and exit.",
                                        rich_help_panel="Model"),
     json: o.Json = False, quiet: o.Quiet = False,

@@ -30,7 +30,8 @@ from cnntool.spec import ModelSpec
 from cnntool.training import distributed
 from cnntool.training.checkpoint import load_checkpoint, save_checkpoint
 from cnntool.training.evaluate import autocast
-from cnntool.training.events import Reporter
+from cnntool.tracking import TrackingReporter
+from cnntool.training.events import CompositeReporter, Reporter
 from cnntool.training.optim import build_optimizer, build_scheduler
 from cnntool.training.rundir import MetricsWriter, allocate_run_dir, read_json, remove_run_dir, write_json
 
@@ -159,6 +160,9 @@ class Trainer:
         self.rank_batch = self.dist.check_batch(tcfg.batch_size)
         if not self.dist.is_main:
             self.reporter = Reporter()  # only rank 0 reports
+        elif tcfg.log:  # trackers observe the same events as the view (they never fail the run)
+            self.reporter = CompositeReporter(TrackingReporter(tcfg.log, tcfg.mlflow_uri, tcfg.log_group),
+                                              self.reporter)
         model = setup.model.to(self.device)
         if tcfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -186,7 +190,8 @@ class Trainer:
         self.wrote_checkpoint = not fresh
         try:
             return self._run(resume_from)
-        except BaseException:
+        except BaseException as e:
+            self.reporter.on_abort(e)
             if fresh and not self.wrote_checkpoint and self.dist.is_main:
                 remove_run_dir(self.run_dir)  # nothing worth keeping: no half-made run left behind
             raise

@@ -16,6 +16,7 @@ from cnntool.cli import (
     finetune,
     predict,
     recipe,
+    report,
     summary,
     sweep,
     train,
@@ -61,6 +62,7 @@ app.command("predict")(predict.predict)
 app.command("summary")(summary.summary)
 app.command("sweep")(sweep.sweep)
 app.command("compare")(compare.compare)
+app.command("report")(report.report)
 app.add_typer(viz.app, name="viz")
 app.add_typer(recipe.app, name="recipe")
 

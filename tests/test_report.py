@@ -212,3 +212,14 @@ def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, make, words):
     assert out.read_text() == "the old report"  # untouched: written only by a rename at the very end
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "report.html"] if target.exists()
                                                                  else ["report.html"])
+
+
+def test_report_help_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cnntool.cli.main import app\ntry:\n    app(['report', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint('MODULES:' + ' '.join(m for m in sys.modules if '.' not in m))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.rsplit("MODULES:", 1)[1].split())
+    assert not loaded & {"torch", "torchvision", "numba", "onnxruntime", "matplotlib", "jinja2"}

@@ -209,3 +209,16 @@ def test_sweep_trials_are_tracked_runs_grouped_by_study(tmp_path, monkeypatch):
         assert run.data.metrics["final/val_acc"] == t["value"]
     best = result["best"]["command"]
     assert "--log" not in best  # the reproduce command stays a plain run
+
+
+@pytest.mark.parametrize("command", ["train", "finetune", "sweep", "recipe run"])
+def test_help_imports_no_tracker_library(command):
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom cnntool.cli.main import app\ntry:\n    app({[*command.split(), '--help']!r})\n"
+            "except SystemExit:\n    pass\nprint('MODULES:' + ' '.join(m for m in sys.modules if '.' not in m))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--log" in out
+    loaded = set(out.rsplit("MODULES:", 1)[1].split())
+    assert not loaded & {"tensorboard", "wandb", "mlflow", "torch"}

@@ -173,7 +173,7 @@ def main() -> None:
             table.add_row(name, f"{a:,.0f}", f"{b:,.0f}", f"{c:,.0f}", f"{a / b:.2f}×", f"{a / c:.2f}×")
     if not args.only_tracking:
         Console().print(table)
-    Console().print(tracking_table(raw, args))
+    Console(width=120).print(tracking_table(raw, args))
 
 
 def tracking_table(raw, args):

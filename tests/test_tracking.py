@@ -179,7 +179,7 @@ def test_unknown_or_missing_tracker_is_one_line_before_anything_runs(tmp_path, m
     from cnntool.cli.main import app
     from cnntool.tracking import names
 
-    monkeypatch.setitem(names.TRACKERS, "wandb", names.TrackerInfo("wandb", "x", "no_such_package_wandb", ""))
+    monkeypatch.setitem(names.TRACKERS, "wandb", names.TrackerInfo("wandb", "x", "no_such_package_wandb"))
     res = CliRunner().invoke(app, ["train", "--epochs", "1", "--runs-root", str(tmp_path), "--log", value])
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -211,14 +211,44 @@ def test_sweep_trials_are_tracked_runs_grouped_by_study(tmp_path, monkeypatch):
     assert "--log" not in best  # the reproduce command stays a plain run
 
 
-@pytest.mark.parametrize("command", ["train", "finetune", "sweep", "recipe run"])
-def test_help_imports_no_tracker_library(command):
+def test_help_imports_no_tracker_library():
     import subprocess
     import sys
 
-    code = (f"import sys\nfrom cnntool.cli.main import app\ntry:\n    app({[*command.split(), '--help']!r})\n"
-            "except SystemExit:\n    pass\nprint('MODULES:' + ' '.join(m for m in sys.modules if '.' not in m))\n")
+    commands = [["train"], ["finetune"], ["sweep"], ["recipe", "run"]]
+    code = (f"import sys\nfrom cnntool.cli.main import app\nfor c in {commands!r}:\n    try:\n"
+            "        app([*c, '--help'])\n    except SystemExit:\n        pass\n"
+            "print('MODULES:' + ' '.join(m for m in sys.modules if '.' not in m))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "--log" in out
+    assert out.count("--log") >= len(commands)
     loaded = set(out.rsplit("MODULES:", 1)[1].split())
     assert not loaded & {"tensorboard", "wandb", "mlflow", "torch"}
+
+
+def test_resume_continues_the_same_mlflow_run(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from cnntool.config import RunConfig, TrainConfig
+    from cnntool.training import Reporter, fit, resume
+    from cnntool.training.rundir import read_metrics
+
+    class Stop(Reporter):
+        def on_epoch_start(self, epoch, steps):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    cfg = RunConfig(train=TrainConfig(epochs=2, threads=1, log="mlflow", mlflow_uri=uri), runs_root=str(tmp_path),
+                    name="killed")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, Stop())
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(tmp_path.name).experiment_id])
+    assert run.info.status == "KILLED"
+    resume(tmp_path / "killed")
+    (again,) = client.search_runs([client.get_experiment_by_name(tmp_path.name).experiment_id])
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    rows = read_metrics(tmp_path / "killed" / "metrics.csv")
+    hist = sorted(client.get_metric_history(run.info.run_id, "val_acc"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in hist] == [(r["step"], r["val_acc"]) for r in rows] and len(rows) == 2

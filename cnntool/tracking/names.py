@@ -16,16 +16,12 @@ class TrackerInfo:
     name: str
     module: str  # the cnntool module holding the tracker class ``Tracker``
     package: str  # the import name of the library it writes through
-    shows: str  # one line for --help and the README
 
 
 TRACKERS = {t.name: t for t in (
-    TrackerInfo("tensorboard", "cnntool.tracking.tensorboard", "tensorboard",
-                "scalars per evaluation point, hparams + final metrics, the confusion matrix image (RUN/tensorboard)"),
-    TrackerInfo("wandb", "cnntool.tracking.wandb", "wandb",
-                "W&B run (offline unless an API key is set): history, config, summary, confusion image"),
-    TrackerInfo("mlflow", "cnntool.tracking.mlflow", "mlflow",
-                "MLflow run: params, metric history, final metrics, figures as artifacts (--mlflow-uri)"),
+    TrackerInfo("tensorboard", "cnntool.tracking.tensorboard", "tensorboard"),
+    TrackerInfo("wandb", "cnntool.tracking.wandb", "wandb"),
+    TrackerInfo("mlflow", "cnntool.tracking.mlflow", "mlflow"),
 )}
 
 

@@ -201,6 +201,8 @@ class RunConfig:
 
 
 OPTION_GROUPS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Options that say where a run is tracked, not what it trains: comparisons and legends leave them out.
+TRACKING_OPTIONS = ("log", "mlflow_uri", "log_group")
 
 
 def split_flat(options: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -28,6 +28,9 @@ NORMS = ("auto", "weights", "data")
 HEADS = "linear, or mlp:W1[,W2...] (hidden widths, e.g. mlp:512,128)"
 HEAD_DEFAULT = "linear"
 HEAD_DROPOUT_DEFAULT = 0.0
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # --log names; cnntool/tracking/names.py maps each to its module
+# Options that say where a run is tracked, not what it trains: comparisons and legends leave them out.
+TRACKING_OPTIONS = ("log", "mlflow_uri", "log_group")
 
 AUGMENT_PRESETS = {
     "none": {},
@@ -140,6 +143,10 @@ class TrainConfig:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    # experiment tracking (cnntool.tracking): comma list of trackers, MLflow store, group (sweep study, recipe)
+    log: str | None = None
+    mlflow_uri: str | None = None
+    log_group: str | None = None
 
     def validate(self) -> None:
         _finite(self, "lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "label_smoothing", "grad_clip")
@@ -162,6 +169,7 @@ class TrainConfig:
         _check(self.threads is None or 1 <= self.threads <= 1024, "--threads", self.threads, "must be in 1..1024")
         _check(0 <= self.seed < 2**32, "--seed", self.seed, "must be in 0..2**32-1")
         _check(self.amp in AMP_MODES, "--amp", self.amp, f"must be one of {', '.join(AMP_MODES)}")
+        parse_log(self.log)  # known tracker names; whether each is installed is checked before a run
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,17 @@ class RunConfig:
 OPTION_GROUPS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # Fine-tuning starts from good weights: fewer epochs and a smaller peak learning rate than `train`.
 FINETUNE_TRAIN_DEFAULTS = {"epochs": 10, "lr": 1e-3}
+
+
+def parse_log(text: str | None) -> list[str]:
+    """``"tensorboard,mlflow"`` -> ``["tensorboard", "mlflow"]``; None or "" -> []; unknown names are an error."""
+    if not text:
+        return []
+    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"--log {text!r}: unknown tracker {unknown[0]!r} (choose from {', '.join(TRACKERS)})")
+    return list(dict.fromkeys(names))
 
 
 def parse_head(spec: str) -> list[int]:

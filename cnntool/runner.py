@@ -16,7 +16,7 @@ from cnntool.finetune.core import FinetuneOptions, prepare_finetune
 from cnntool.finetune.strategy import Plan
 from cnntool.training.checkpoint import load_checkpoint
 from cnntool.training.engine import Setup, Trainer, prepare_train, set_threads
-from cnntool.training.events import Reporter
+from cnntool.training.events import CompositeReporter, Reporter
 from cnntool.training.rundir import read_json
 
 PREPARERS: dict[str, Callable[[dict[str, Any], Reporter], Setup]] = {
@@ -32,13 +32,37 @@ def preparer(command: str) -> Callable[[dict[str, Any], Reporter], Setup]:
     return PREPARERS[command]
 
 
+def run_setup(setup: Setup, reporter: Reporter | None = None, run_dir: Path | None = None,
+              resume_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a prepared Setup; with ``--log`` the trackers observe the same events as the view (on the main
+    process only, and they never fail the run)."""
+    from cnntool.training.distributed import is_main_process
+
+    reporter = reporter or Reporter()
+    tcfg = setup.cfg.train
+    if tcfg.log and is_main_process():
+        from cnntool.tracking import TrackingReporter
+
+        reporter = CompositeReporter(TrackingReporter(tcfg.log, tcfg.mlflow_uri, tcfg.log_group), reporter)
+    return Trainer(setup, reporter).run(run_dir=run_dir, resume_from=resume_from)
+
+
+def check_trackers(cfg: RunConfig) -> None:
+    """Each tracker --log names is installed: one line naming the pip command, before any data is loaded."""
+    if cfg.train.log:
+        from cnntool.tracking import check_log
+
+        check_log(cfg.train.log)
+
+
 def fit(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train a model as `cnntool train` does and return the final metrics (plus ``run_dir``)."""
     if cfg.resume:
         return resume(cfg.resume, reporter)
     cfg.validate()  # before anything uses a value (threads)
+    check_trackers(cfg)
     set_threads(cfg.train.threads)
-    return Trainer(prepare_train(cfg, reporter), reporter).run()
+    return run_setup(prepare_train(cfg, reporter), reporter)
 
 
 def finetune(cfg: RunConfig, ft: FinetuneOptions | None = None, reporter: Reporter | None = None) -> dict[str, Any]:
@@ -46,11 +70,12 @@ def finetune(cfg: RunConfig, ft: FinetuneOptions | None = None, reporter: Report
     if cfg.resume:
         return resume(cfg.resume, reporter)
     cfg.validate()
+    check_trackers(cfg)
     set_threads(cfg.train.threads)
     setup = prepare_finetune(cfg, ft or FinetuneOptions(), reporter)
     plan: Plan = setup.plan  # type: ignore[attr-defined]
     start = plan.trainable()
-    result = Trainer(setup, reporter).run()
+    result = run_setup(setup, reporter)
     result.update(strategy=plan.strategy, trainable_start=start, trainable_params=plan.trainable())
     return result
 
@@ -79,4 +104,5 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> dict[str, A
     options = saved["options"]
     set_threads(options.get("threads"))
     setup = PREPARERS[command](options, reporter or Reporter())
-    return Trainer(setup, reporter).run(run_dir=run_dir, resume_from=last)
+    check_trackers(setup.cfg)
+    return run_setup(setup, reporter, run_dir=run_dir, resume_from=last)

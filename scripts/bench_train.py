@@ -11,7 +11,13 @@ with random crop (padding 4) + horizontal flip:
 The three are measured in turn, ``--repeats`` times, over the same number of optimizer steps, and the
 table shows medians (the machines are shared and noisy; interleaving keeps the ratios fair).
 
+A second table measures experiment tracking: the same cnntool run on digits (``--log-epochs`` epochs, one
+evaluation point per epoch) without and with ``--log tensorboard``. Training throughput (the run's own
+``seconds``: the training loop) must stay within 5% (goal ≥ 0.95×); the whole run's wall time is shown too,
+which adds the tracker's start (importing TensorBoard) and its end (the test confusion matrix).
+
 Usage: python scripts/bench_train.py [--n 50000] [--batch-size 128] [--threads 2] [--workers 2] [--repeats 3]
+                                     [--log-epochs 5] [--only-tracking]
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ def make_model(in_channels: int, seed: int = 0):
     return create_model("simplecnn", 10, in_channels)
 
 
-def bench_cnntool(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: dict, tmp: str) -> float:
+def bench_cnntool(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: dict, tmp: str,
+                  log: str | None = None, epochs: int = 1, wall: bool = False):
     from cnntool.config import DataConfig, RunConfig, TrainConfig
     from cnntool.data.bundle import DataBundle, TensorSplit
     from cnntool.spec import ModelSpec
-    from cnntool.training.engine import Setup, Trainer
+    from cnntool.runner import run_setup
+    from cnntool.training.engine import Setup
 
     n, c, h, w = images.shape
     x = torch.from_numpy(images)
@@ -44,13 +52,17 @@ def bench_cnntool(images: np.ndarray, labels: np.ndarray, batch_size: int, augme
     val = TensorSplit(x[:256], y[:256])
     data = DataBundle("bench", [str(i) for i in range(10)], c, [h, w], [0.5] * c, [0.25] * c,
                       {"train": TensorSplit(x, y), "val": val, "test": val})
-    cfg = RunConfig(data=DataConfig(**augment), train=TrainConfig(epochs=1, batch_size=batch_size,
-                                                                   scheduler="none", threads=torch.get_num_threads()),
+    cfg = RunConfig(data=DataConfig(**augment), train=TrainConfig(epochs=epochs, batch_size=batch_size,
+                                                                   scheduler="none", threads=torch.get_num_threads(),
+                                                                   log=log),
                     runs_root=tmp)
     spec = ModelSpec("simplecnn", 10, data.class_names, c, [h, w], data.mean, data.std)
-    result = Trainer(Setup(cfg, make_model(c), data, spec)).run()
+    t0 = time.perf_counter()
+    result = run_setup(Setup(cfg, make_model(c), data, spec))  # with --log: the trackers too
+    seconds = time.perf_counter() - t0
     steps = n // batch_size
-    return steps * batch_size / result["seconds"]
+    speed = epochs * steps * batch_size / result["seconds"]
+    return (speed, seconds) if wall else speed
 
 
 class PilDataset(torch.utils.data.Dataset):
@@ -131,6 +143,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the coursework loop")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved measurements per loop (median)")
+    ap.add_argument("--log-epochs", type=int, default=5, help="epochs of the tracking comparison")
+    ap.add_argument("--only-tracking", action="store_true", help="only the tracking table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -148,6 +162,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (x, y, aug) in sets.items():
+            if args.only_tracking:
+                break
             runs = {"a": [], "b": [], "c": []}
             for _ in range(args.repeats):
                 runs["c"].append(bench_compute(x, args.batch_size, steps=len(y) // args.batch_size))
@@ -156,7 +172,36 @@ def main() -> None:
             a, b, c = (statistics.median(runs[k]) for k in "abc")
             results[name] = (a, b, c)
             table.add_row(name, f"{a:,.0f}", f"{b:,.0f}", f"{c:,.0f}", f"{a / b:.2f}×", f"{a / c:.2f}×")
-    Console().print(table)
+    if not args.only_tracking:
+        Console().print(table)
+    Console(width=120).print(tracking_table(raw, args))
+
+
+def tracking_table(raw, args):
+    """cnntool on digits without and with --log tensorboard, interleaved."""
+    import tempfile
+
+    from rich.table import Table
+
+    x, y, aug = raw.images, raw.labels, {"crop_pad": 2, "hflip": True}
+    got: dict[str, list[tuple[float, float]]] = {"none": [], "tensorboard": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            for log in got:
+                got[log].append(bench_cnntool(x, y, args.batch_size, aug, tmp, log=None if log == "none" else log,
+                                              epochs=args.log_epochs, wall=True))
+    speed = {k: statistics.median(s for s, _ in v) for k, v in got.items()}
+    wall = {k: statistics.median(w for _, w in v) for k, v in got.items()}
+    table = Table(title=f"tracking overhead: digits, simplecnn, {args.log_epochs} epochs, batch {args.batch_size}, "
+                        f"median of {args.repeats}")
+    for col in ("run", "train images/s", "ratio", "goal", "whole run s", "ratio"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for k in got:
+        r = speed[k] / speed["none"]
+        table.add_row("no --log" if k == "none" else f"--log {k}", f"{speed[k]:,.0f}", f"{r:.3f}×",
+                      "-" if k == "none" else ("≥ 0.95× ✓" if r >= 0.95 else "≥ 0.95× ✗"), f"{wall[k]:.2f}",
+                      f"{wall[k] / wall['none']:.2f}×")
+    return table
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from cnntool.cli import (
     finetune,
     predict,
     recipe,
+    report,
     summary,
     sweep,
     train,
@@ -64,6 +65,7 @@ app.command("summary")(summary.summary)
 app.command("sweep")(sweep.sweep)
 app.command("compare")(compare.compare)
 app.command("benchmark")(benchmark.benchmark)
+app.command("report")(report.report)
 app.add_typer(viz.app, name="viz")
 app.add_typer(recipe.app, name="recipe")
 

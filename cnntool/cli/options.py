@@ -38,7 +38,7 @@ def _d(panel: str, *flags: str, help: str) -> Declared:
 
 DATA_SETS = "digits, mnist, fashion-mnist, cifar10, cifar100, imagenette, inaturalist"  # cnntool.data.sources
 
-DECLARED: dict[type, dict[str, Declared]] = {
+DECLARED: dict[type, dict[str, Declared | None]] = {  # None: a config field with no flag
     C.DataConfig: {
         "data": _d(_DATA, "--data", help=f"Data set name ({DATA_SETS}) or a class-per-folder directory."),
         "data_dir": _d(_DATA, "--data-dir", help="Where named data sets live (default: $CNNTOOL_DATA_DIR or ./data)."),
@@ -95,6 +95,12 @@ DECLARED: dict[type, dict[str, Declared]] = {
         "amp": _d(_OPT, "--amp", help=f"Mixed precision: {_names(C.AMP_MODES)}."),
         "channels_last": _d(_OPT, "--channels-last", help="channels_last memory format."),
         "compile": _d(_OPT, "--compile", help="torch.compile the model."),
+        "log": _d(_RUN, "--log", help=f"Track the run: a comma list of {_names(C.TRACKERS)} (each an extra: pip "
+                                      "install 'cnntool\\[tensorboard]' ...). Per evaluation point losses, accuracies "
+                                      "and lr; the options, final metrics and confusion matrix at the end."),
+        "mlflow_uri": _d(_RUN, "--mlflow-uri", help="MLflow tracking URI for --log mlflow (default "
+                                                    "$MLFLOW_TRACKING_URI, else sqlite:///RUNS_ROOT/mlflow.db)."),
+        "log_group": None,  # set by sweeps (the study) and recipes, no flag
     },
     C.FinetuneOptions: {
         "model": _d(_MODEL, "--model", "-m", help="tv:NAME (or a cnntool model with a state_dict); default: the "
@@ -135,6 +141,8 @@ def option_parameters(*groups: type, defaults: dict[str, Any] | None = None,
             if only is not None and f.name not in only:
                 continue
             decl = DECLARED[group][f.name]
+            if decl is None:
+                continue
             info = typer.Option(*decl.flags, help=decl.help, rich_help_panel=decl.panel, show_default=True)
             annotation = Annotated[_python_type(str(f.type)), info]
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
@@ -183,3 +191,14 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with t
                                     rich_help_panel=_OUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables on stderr.", rich_help_panel=_OUT)]
 RUNS_ROOT_DEFAULT = C.RunConfig.runs_root
+
+
+def _declared(group: type, name: str) -> Any:
+    """The Annotated type of one declared option, for commands that take it without its whole group."""
+    (param,) = option_parameters(group, only=(name,))
+    return param.annotation
+
+
+# sweep and recipe track every run they train with the same two options as train
+Log = _declared(C.TrainConfig, "log")
+MlflowUri = _declared(C.TrainConfig, "mlflow_uri")

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cnntool.errors import ExitStatus
+from cnntool.cli import options as o
 from cnntool.cli.common import ErrorHandlingGroup, print_json, stderr_console
 
 app = typer.Typer(cls=ErrorHandlingGroup, help="Coursework experiments as one command each: a table, results.md "
@@ -51,6 +52,7 @@ def run(
     runs_root: Annotated[str, typer.Option("--runs-root", help="Root of the default output folder.")] = "runs",
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads per run (default: half the "
                                                                      "cores, at least 1).")] = None,
+    log: o.Log = None, mlflow_uri: o.MlflowUri = None,  # every run tracked, grouped by the recipe
     json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-run progress, only the final tables.")] = False,
 ) -> None:
@@ -64,7 +66,8 @@ def run(
 
     with training_views(quiet, console) as view:
         result = run_recipe(name, data=data, quick=quick, out=out, runs_root=runs_root, data_dir=data_dir,
-                            download=download, threads=threads, reporter=None if quiet else view,
+                            download=download, threads=threads, reporter=None if quiet else view, track=log,
+                            mlflow_uri=mlflow_uri,
                             log=None if quiet else (lambda text: console.print(f"[dim]{text}[/dim]")))
     for t in rich_tables(result):
         console.print(t)

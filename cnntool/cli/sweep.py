@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from cnntool.cli import options as o
 from cnntool.cli.common import print_json, stderr_console
 
 
@@ -23,6 +24,7 @@ def sweep(
     sampler_seed: Annotated[Optional[int], typer.Option(
         "--sampler-seed", help="Seed of the sampler (leave unset when several processes share a study).")] = None,
     runs_root: Annotated[str, typer.Option("--runs-root", help="Folder that holds run directories.")] = "runs",
+    log: o.Log = None, mlflow_uri: o.MlflowUri = None,  # every run tracked, grouped by the study
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print the study summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables on stderr.")] = False,
@@ -38,7 +40,8 @@ def sweep(
     console = stderr_console()
     view = _SweepView(console) if not quiet else None
     result = run_sweep(load_space(space), trials, storage=storage, study=study, sampler=sampler,
-                       runs_root=runs_root, sampler_seed=sampler_seed, reporter=view, plots=not no_plots)
+                       runs_root=runs_root, sampler_seed=sampler_seed, reporter=view, plots=not no_plots,
+                       log=log, mlflow_uri=mlflow_uri)
     if not quiet:
         _render_summary(console, result)
     if json:

@@ -6,12 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cnntool.config import TRACKING_OPTIONS
 from cnntool.errors import ConfigError
 
 COLUMNS = ("best_val_acc", "best_val_loss", "final_val_acc", "final_val_loss", "final_train_acc",
            "final_train_loss", "test_acc", "test_loss", "epochs", "seconds")
 # Options that differ between any two runs but say nothing about the model (where it ran, how fast).
-IGNORED_OPTIONS = {"threads", "workers", "device", "data_dir", "download"}
+IGNORED_OPTIONS = {"threads", "workers", "device", "data_dir", "download", *TRACKING_OPTIONS}
 
 
 def describe_run(path: Path) -> dict[str, Any]:

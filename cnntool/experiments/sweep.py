@@ -27,6 +27,7 @@ from typing import Any
 from cnntool.config import OPTION_GROUPS
 from cnntool.errors import CnnToolError, ConfigError, first_line
 from cnntool.experiments.space import SweepSpace
+from cnntool.tracking import check_log
 from cnntool.training.events import Reporter
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -153,17 +154,22 @@ def _sampler(name: str, space: SweepSpace, seed: int | None):
 
 
 def run_trial(space: SweepSpace, options: dict[str, Any], runs_root: Path, name: str,
-              reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train one trial exactly as ``cnntool <command>`` with these options would, into runs_root/name."""
+              reporter: Reporter | None = None, tracking: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one trial exactly as ``cnntool <command>`` with these options would, into runs_root/name;
+    ``tracking`` ({"log", "mlflow_uri", "log_group"}) makes it one tracked run in the study's group."""
     from cnntool.runner import preparer as preparer_for
-    from cnntool.training.engine import Trainer, set_threads
+    from cnntool.runner import run_setup
+    from cnntool.training.engine import set_threads
 
     preparer = preparer_for(space.command)
     reporter = reporter or Reporter()
     set_threads(options.get("threads"))
     setup = preparer(options, reporter)
     setup.cfg = dataclasses.replace(setup.cfg, runs_root=str(runs_root), name=name, out=None, resume=None)
-    return Trainer(setup, reporter).run()
+    if tracking and (tracking.get("log") or setup.cfg.train.log):
+        given = {k: v for k, v in tracking.items() if v is not None}
+        setup.cfg = dataclasses.replace(setup.cfg, train=dataclasses.replace(setup.cfg.train, **given))
+    return run_setup(setup, reporter)
 
 
 def _trial_info(t) -> dict[str, Any]:
@@ -191,11 +197,13 @@ def _best(study, space: SweepSpace) -> dict[str, Any] | None:
 
 def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study: str | None = None,
               sampler: str = "tpe", runs_root: str | Path = "runs", sampler_seed: int | None = None,
-              reporter: SweepReporter | None = None, plots: bool = True) -> dict[str, Any]:
+              reporter: SweepReporter | None = None, plots: bool = True, log: str | None = None,
+              mlflow_uri: str | None = None) -> dict[str, Any]:
     """Run (or join) a study until it holds ``trials`` trials; return the study's summary.
 
     Returns ``{"study", "storage", "sweep_dir", "monitor", "direction", "trials": [...], "best": {...,
     "command": "cnntool train ..."}, "importances": {...}, "plots": {...}, "ran_here": N}``.
+    ``log`` (``--log``) tracks every trial as one run, grouped by the study's name.
     """
     import optuna
 
@@ -211,6 +219,7 @@ def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study:
     from cnntool.runner import preparer
 
     preparer(space.command)  # fails now, not after the study is created
+    check_log(log)
     reporter = reporter or SweepReporter()
     study_name = study or (Path(space.source).stem if space.source else "sweep")
     if "/" in study_name or study_name in ("", ".", ".."):
@@ -257,7 +266,8 @@ def run_sweep(space: SweepSpace, trials: int, storage: str | None = None, study:
         hook = _PruningReporter(trial, space.monitor, space.pruner is not None, reporter)
         try:
             with live.beating(trial) if live is not None else contextlib.nullcontext():
-                result = run_trial(space, options, sweep_dir, f"trial{trial.number}", hook)
+                result = run_trial(space, options, sweep_dir, f"trial{trial.number}", hook,
+                                   {"log": log, "mlflow_uri": mlflow_uri, "log_group": study_name})
         except optuna.TrialPruned:
             st.tell(trial, state=optuna.trial.TrialState.PRUNED)
         except CnnToolError as e:

@@ -67,22 +67,27 @@ def get_recipe(name: str) -> RecipeInfo:
 def run_recipe(name: str, data: str = "digits", quick: bool = False, out: str | Path | None = None,
                runs_root: str | Path = "runs", data_dir: str | None = None, download: bool = False,
                threads: int | None = None, reporter: Callable[[str], Any] | None = None,
-               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+               log: Callable[[str], None] | None = None, track: str | None = None,
+               mlflow_uri: str | None = None) -> dict[str, Any]:
     """Run recipe ``name`` into ``out`` (default ``RUNS_ROOT/recipes/<name>``, never overwritten: ``<name>2``, ...).
 
     ``reporter(label)`` gives the training Reporter of each run (default: silent); ``log(text)`` receives
-    progress lines. Returns the result dict (also written to ``OUT/results.json`` and ``OUT/results.md``).
+    progress lines; ``track`` (``--log``) names the trackers of every run. Returns the result dict (also written to ``OUT/results.json`` and ``OUT/results.md``).
     """
     from cnntool.recipes.base import Context
     from cnntool.recipes.report import write_results
     from cnntool.training.rundir import allocate_run_dir
 
+    from cnntool.tracking import check_log
+
     info = get_recipe(name)
+    check_log(track)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads} must be >= 1")
     folder = allocate_run_dir(Path(runs_root) / "recipes", name, None, out)
     ctx = Context(name=name, out=folder, data=data, data_dir=data_dir, download=download, quick=quick,
-                  threads=threads, reporter=reporter, log=log or (lambda text: None))
+                  threads=threads, reporter=reporter, log=log or (lambda text: None), track=track,
+                  mlflow_uri=mlflow_uri)
     t0 = time.perf_counter()
     result = info.fn(ctx)
     seconds = round(time.perf_counter() - t0, 1)

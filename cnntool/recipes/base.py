@@ -33,6 +33,8 @@ class Context:
     reporter: Callable[[str], Any] | None = None
     log: Callable[[str], None] = lambda text: None
     runs: list[str] = field(default_factory=list)
+    track: str | None = None  # --log: trackers for every run of the recipe, grouped under the recipe's name
+    mlflow_uri: str | None = None
 
     @property
     def offline(self) -> bool:
@@ -54,7 +56,8 @@ class Context:
 
     def options(self, **opts: Any) -> dict[str, Any]:
         """Flat run options: the recipe's data and threads, then ``opts``."""
-        return {**self.data_options(), "threads": self.thread_count(), **opts}
+        tracking = {"log": self.track, "mlflow_uri": self.mlflow_uri, "log_group": self.name} if self.track else {}
+        return {**self.data_options(), "threads": self.thread_count(), **tracking, **opts}
 
     def config(self, label: str, folder: str | Path | None = None, **opts: Any):
         from cnntool.config import RunConfig

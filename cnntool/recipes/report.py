@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cnntool.fileio import write_text
 from cnntool.training.rundir import write_json
 
 ACC_DIGITS = 4
@@ -73,5 +74,18 @@ def _rel(path: str | Path, root: Path) -> str:
 
 
 def write_results(result: dict[str, Any], out: Path) -> None:
-    (out / "results.md").write_text(markdown(result) + "\n")
+    """results.md, results.json and report.html (cnntool.report: the tables, plots and runs in one file)."""
+    write_text(out / "results.md", markdown(result) + "\n")
+    result["report_html"] = str(out / "report.html")
     write_json(out / "results.json", result)
+    from cnntool.report import build_report
+
+    try:
+        build_report([out], out / "report.html", title=f"cnntool recipe {result.get('recipe', out.name)}: "
+                                                        f"{result.get('title', '')}")
+    except Exception as e:  # noqa: BLE001 - the report is extra: the recipe's results stand without it
+        result.pop("report_html")
+        write_json(out / "results.json", result)
+        import logging
+
+        logging.getLogger("cnntool.report").warning("no report.html (%s: %s)", type(e).__name__, e)

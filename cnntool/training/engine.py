@@ -152,7 +152,8 @@ class Trainer:
         self.wrote_checkpoint = not fresh
         try:
             return self._run(resume_from)
-        except BaseException:
+        except BaseException as e:
+            self.reporter.on_abort(e)
             if fresh and not self.wrote_checkpoint and self.dist.is_main:
                 remove_run_dir(self.run_dir)  # nothing worth keeping: no half-made run left behind
             raise

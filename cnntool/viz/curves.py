@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cnntool.config import TRACKING_OPTIONS
 from cnntool.errors import CheckpointError, ConfigError
 from cnntool.runs import PLOTS_DIR
 from cnntool.viz._plot import figure, save
@@ -16,7 +17,7 @@ from cnntool.viz._plot import figure, save
 CURVES_SIZE = (13.0, 5.0)  # inches: 1300×500 px
 # Options that never explain a difference in the curves (or are the seed, which groups runs instead).
 _IGNORED = {"seed", "threads", "device", "workers", "data_dir", "download", "compile", "channels_last",
-            "eval_every", "patience", "resume", "name", "out", "runs_root"}
+            "eval_every", "patience", "resume", "name", "out", "runs_root", *TRACKING_OPTIONS}
 
 
 @dataclass

@@ -92,3 +92,23 @@ def test_folded_and_unfolded_forward_agree(monkeypatch):
     folded = cc.conv2d(x, w, padding=1)
     monkeypatch.setattr(K, "fold_batch", lambda *a: False)
     torch.testing.assert_close(cc.conv2d(x, w, padding=1), folded, rtol=1e-5, atol=1e-5)
+
+
+IM2COL = [
+    dict(padding=1),
+    dict(padding=1, stride=2),
+    dict(padding=2, dilation=2),
+    dict(padding=(1, 2), stride=(2, 1), dilation=(1, 2)),
+    dict(padding=1, groups=2),
+    dict(padding=3, stride=3),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", IM2COL)
+@pytest.mark.parametrize("size", [(2, 2), (5, 3), (7, 8)])
+def test_im2col_path_for_small_maps(kw, size, dtype):
+    # >= 8 channels per group both ways: forward and grad-input gather every tap into rows (im2col)
+    groups = kw.get("groups", 1)
+    assert K.use_im2col(K.fold_batch(3, size[0], size[1] + 2), 8)
+    _check((3, 8 * groups, *size), (8 * groups, 8, 3, 3), dtype, **kw)

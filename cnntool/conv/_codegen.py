@@ -5,7 +5,7 @@ module that is checked in. Regenerate after editing a template with::
 
     python -m cnntool.conv._codegen
 
-(``tests/test_conv_kernels.py`` checks that the checked-in file matches this generator.)
+(``tests/test_conv_cli.py`` checks that the checked-in file matches this generator.)
 """
 
 from __future__ import annotations

@@ -236,6 +236,13 @@ def _gather_into(src: np.ndarray, shape5: tuple[int, int, int, int, int], phr, p
 _ZERO_PHASE = np.zeros(1, np.int64)
 
 
+def use_im2col(folded: bool, cout_per_group: int) -> bool:
+    """Small maps with enough output channels per group: gather every tap into its own row (im2col) so that no
+    position of the padded/wide layout is computed and dropped (a 2x2 map padded to 4x4 would waste 75%). The
+    copy costs KH*KW times the input, paid back when each row feeds many output channels."""
+    return folded and cout_per_group >= 8
+
+
 def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
     sh, sw = g.stride
     dh, dw = g.dilation
@@ -244,11 +251,22 @@ def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
     kw = np.arange(g.KW)
     ah, rh = kh * dh // sh, kh * dh % sh
     aw, rw = kw * dw // sw, kw * dw % sw
-    phases = sorted({(int(a), int(b)) for a in rh for b in rw})
-    index = {ph: i for i, ph in enumerate(phases)}
     Hq = g.OH + int(ah.max())
     Wq = g.OW + int(aw.max())
     folded = fold_batch(g.N, g.OH, Wq)
+    if use_im2col(folded, g.CoutG) and g.OH * g.OW < Hq * Wq:
+        # rows (ci, kh, kw), each the batch's N*OH*OW positions: toff[k] = k * N*OH*OW
+        taps = [(int(a), int(b)) for a in kh * dh for b in kw * dw]
+        phr = np.array([t[0] for t in taps], np.int64)
+        phc = np.array([t[1] for t in taps], np.int64)
+        buf = _gather_into(x, (g.N, g.C, len(taps), g.OH, g.OW), phr, phc, sh, sw, pt, pl, True)
+        NP = g.N * g.OH * g.OW
+        toff = np.arange(g.Cg * len(taps), dtype=np.int64) * NP
+        saved = Saved(g, buf.reshape(1, -1), toff, g.OW, g.Cg * len(taps) * NP, True, g.OH)
+        POOL.give_on_death(saved, buf)
+        return saved
+    phases = sorted({(int(a), int(b)) for a in rh for b in rw})
+    index = {ph: i for i, ph in enumerate(phases)}
     buf = None
     if not folded and sh == sw == 1 and pt == pl == 0 and Hq == g.H and Wq == g.W:
         xs = x.reshape(g.N, -1)  # no padding or stride: read the input in place
@@ -318,25 +336,40 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     OHp = g.OH + T + max(0, rmax - (g.OH - 1))
     Wg = g.OW + L + max(0, cmax - (g.OW - 1))
     folded = fold_batch(g.N, max(p[2] for p in plans), Wg)
-    gyp5 = _gather_into(gy, (g.N, g.Cout, 1, OHp, Wg), _ZERO_PHASE, _ZERO_PHASE, 1, 1, T, L, folded)
-    gyp = gyp5.reshape(1 if folded else g.N, -1)
-    cst = OHp * Wg * (g.N if folded else 1)  # one output-gradient channel (all samples when folded)
     CoutG = g.CoutG
     w5 = w.reshape(g.groups, CoutG, g.Cg, g.KH, g.KW)
     bias = np.zeros(g.C, dtype=gy.dtype)
+    im2col = use_im2col(folded, g.Cg)
+    if not im2col:
+        gyp5 = _gather_into(gy, (g.N, g.Cout, 1, OHp, Wg), _ZERO_PHASE, _ZERO_PHASE, 1, 1, T, L, folded)
+        gyp = gyp5.reshape(1 if folded else g.N, -1)
+        cst = OHp * Wg * (g.N if folded else 1)  # one output-gradient channel (all samples when folded)
     for qh0, ih0, Qh, khs, qw0, iw0, Qw, kws in plans:
         taps = [(kh, kw) for kh in khs for kw in kws]
-        tap = np.array([(qh0 - kh * dh // sh + T) * Wg + (qw0 - kw * dw // sw + L) for kh, kw in taps],
-                       dtype=np.int64)
-        toff = (np.arange(CoutG, dtype=np.int64)[:, None] * cst + tap[None]).reshape(-1)
         # wmat[g, ci, co*len(taps) + t] = w[g*CoutG + co, ci, kh_t, kw_t]
         sel = w5[:, :, :, [t[0] for t in taps], [t[1] for t in taps]]  # (G, CoutG, Cg, T)
         wmat = np.ascontiguousarray(sel.transpose(0, 2, 1, 3)).reshape(g.groups, g.Cg, -1)
+        strides = (g.C * g.H * g.W, g.H * g.W, sh * g.W, sw)
+        if im2col:  # rows (co, tap) of this phase's reads of gy, each N*Qh*Qw positions
+            phr = np.array([qh0 - kh * dh // sh + T for kh, _ in taps], np.int64)
+            phc = np.array([qw0 - kw * dw // sw + L for _, kw in taps], np.int64)
+            col = _gather_into(gy, (g.N, g.Cout, len(taps), Qh, Qw), phr, phc, 1, 1, T, L, True)
+            NP = g.N * Qh * Qw
+            toff = np.arange(CoutG * len(taps), dtype=np.int64) * NP
+            _run_fwd(col.reshape(1, -1), toff, wmat, bias, out.reshape(-1), Cgs=CoutG * len(taps) * NP, Wq=Qw,
+                     OH=g.N * Qh, OW=Qw, Pn=NP, CoutG=g.Cg, groups=g.groups, N=1, strides=strides,
+                     ooff=ih0 * g.W + iw0, Hs=Qh, OHv=Qh)
+            POOL.give(col)
+            continue
+        tap = np.array([(qh0 - kh * dh // sh + T) * Wg + (qw0 - kw * dw // sw + L) for kh, kw in taps],
+                       dtype=np.int64)
+        toff = (np.arange(CoutG, dtype=np.int64)[:, None] * cst + tap[None]).reshape(-1)
         rows = (g.N - 1) * OHp + Qh if folded else Qh
         _run_fwd(gyp, toff, wmat, bias, out.reshape(-1), Cgs=CoutG * cst, Wq=Wg, OH=rows, OW=Qw,
-                 Pn=(rows - 1) * Wg + Qw, CoutG=g.Cg, groups=g.groups, N=gyp.shape[0],
-                 strides=(g.C * g.H * g.W, g.H * g.W, sh * g.W, sw), ooff=ih0 * g.W + iw0,
-                 Hs=OHp if folded else Qh, OHv=Qh)
+                 Pn=(rows - 1) * Wg + Qw, CoutG=g.Cg, groups=g.groups, N=gyp.shape[0], strides=strides,
+                 ooff=ih0 * g.W + iw0, Hs=OHp if folded else Qh, OHv=Qh)
+    if im2col:
+        return out
     POOL.give(gyp5)
     return out
 

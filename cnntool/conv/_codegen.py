@@ -236,6 +236,48 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
+    """out[c, i, n, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x: ``gather`` with
+    the batch folded (each channel's samples one after another), written in memory order with flat indices
+    (the maps are small, so per-row views would cost more than the copy)."""
+    N, C, H, W = x.shape
+    nph = out.shape[1]
+    Hq = out.shape[3]
+    Wq = out.shape[4]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for t in prange(C * nph):
+        c = t // nph
+        i = t % nph
+        rh = phr[i]
+        rw = phc[i]
+        qa = max(0, (pl - rw + sw - 1) // sw)
+        qb = min(Wq, (W - 1 + pl - rw) // sw + 1)
+        if qb < qa:
+            qb = qa
+        off = rw - pl
+        ob = t * N * Hq * Wq
+        for n in range(N):
+            xb = (n * C + c) * H * W
+            for qh in range(Hq):
+                o = ob + (n * Hq + qh) * Wq
+                ih = qh * sh + rh - pt
+                if ih < 0 or ih >= H:
+                    of[o:o + Wq] = 0
+                    continue
+                xr = xb + ih * W + off
+                if qa > 0:
+                    of[o:o + qa] = 0
+                if sw == 1:
+                    of[o + qa:o + qb] = xf[xr + qa:xr + qb]
+                else:
+                    of[o + qa:o + qb] = xf[xr + qa * sw:xr + qb * sw:sw]
+                if qb < Wq:
+                    of[o + qb:o + Wq] = 0
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def grad_bias(gy, out):
     """out[c] = sum over n, h, w of gy[n, c, h, w], accumulated in float64."""
     N, C, H, W = gy.shape

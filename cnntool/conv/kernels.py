@@ -226,7 +226,7 @@ def _gather_into(src: np.ndarray, shape5: tuple[int, int, int, int, int], phr, p
     N, C, nph, Hq, Wq = shape5
     if folded:
         buf = POOL.take((C, nph, N, Hq, Wq), src.dtype)
-        K.gather(src, buf.transpose(2, 0, 1, 3, 4), phr, phc, sh, sw, pt, pl)
+        K.gather_folded(src, buf, phr, phc, sh, sw, pt, pl)
     else:
         buf = POOL.take(shape5, src.dtype)
         K.gather(src, buf, phr, phc, sh, sw, pt, pl)

@@ -112,3 +112,13 @@ def test_im2col_path_for_small_maps(kw, size, dtype):
     groups = kw.get("groups", 1)
     assert K.use_im2col(K.fold_batch(3, size[0], size[1] + 2), 8)
     _check((3, 8 * groups, *size), (8 * groups, 8, 3, 3), dtype, **kw)
+
+
+def test_im2col_is_skipped_above_the_memory_cap(monkeypatch):
+    assert not K.use_im2col(True, 64, K.IM2COL_MAX_BYTES + 1) and K.use_im2col(True, 64, K.IM2COL_MAX_BYTES)
+    x = torch.randn(3, 8, 5, 4, dtype=torch.float64)
+    w = torch.randn(16, 8, 3, 3, dtype=torch.float64)
+    want = cc.conv2d(x, w, padding=1)
+    monkeypatch.setattr(K, "IM2COL_MAX_BYTES", 0)  # the folded phase planes instead: same numbers
+    torch.testing.assert_close(cc.conv2d(x, w, padding=1), want)
+    torch.testing.assert_close(want, F.conv2d(x, w, padding=1))

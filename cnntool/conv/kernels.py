@@ -240,11 +240,12 @@ _ZERO_PHASE = np.zeros(1, np.int64)
 IM2COL_MAX_BYTES = 256 << 20
 
 
-def use_im2col(folded: bool, cout_per_group: int, nbytes: int = 0) -> bool:
+def use_im2col(folded: bool, cout_per_group: int, nbytes: int = 0, useful: int = 0, computed: int = 1) -> bool:
     """Small maps with enough output channels per group: gather every tap into its own row (im2col) so that no
     position of the padded/wide layout is computed and dropped (a 2x2 map padded to 4x4 would waste 75%). The
-    copy costs KH*KW times the input (``nbytes``), paid back when each row feeds many output channels."""
-    return folded and cout_per_group >= 8 and nbytes <= IM2COL_MAX_BYTES
+    copy costs KH*KW times the input (``nbytes``), paid back when each row feeds many output channels and the
+    phase planes would compute many dropped positions (``useful`` of ``computed`` per sample under 3/4)."""
+    return folded and cout_per_group >= 8 and nbytes <= IM2COL_MAX_BYTES and 4 * useful < 3 * computed
 
 
 def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
@@ -259,7 +260,7 @@ def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
     Wq = g.OW + int(aw.max())
     folded = fold_batch(g.N, g.OH, Wq)
     col_bytes = g.N * g.C * g.KH * g.KW * g.OH * g.OW * x.itemsize
-    if use_im2col(folded, g.CoutG, col_bytes) and g.OH * g.OW < Hq * Wq:
+    if use_im2col(folded, g.CoutG, col_bytes, g.OH * g.OW, Hq * Wq):
         # rows (ci, kh, kw), each the batch's N*OH*OW positions: toff[k] = k * N*OH*OW
         taps = [(int(a), int(b)) for a in kh * dh for b in kw * dw]
         phr = np.array([t[0] for t in taps], np.int64)
@@ -345,7 +346,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     w5 = w.reshape(g.groups, CoutG, g.Cg, g.KH, g.KW)
     bias = np.zeros(g.C, dtype=gy.dtype)
     col_bytes = max(g.N * g.Cout * len(p[3]) * len(p[7]) * p[2] * p[6] for p in plans) * gy.itemsize
-    im2col = use_im2col(folded, g.Cg, col_bytes)
+    im2col = use_im2col(folded, g.Cg, col_bytes, sum(p[2] * p[6] for p in plans), len(plans) * OHp * Wg)
     if not im2col:
         gyp5 = _gather_into(gy, (g.N, g.Cout, 1, OHp, Wg), _ZERO_PHASE, _ZERO_PHASE, 1, 1, T, L, folded)
         gyp = gyp5.reshape(1 if folded else g.N, -1)

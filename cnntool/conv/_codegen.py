@@ -238,14 +238,16 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
 @njit(parallel=True, cache=True, nogil=True)
 def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
     """out[c, i, n, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x: ``gather`` with
-    the batch folded (each channel's samples one after another), written in memory order with flat indices
-    (the maps are small, so per-row views would cost more than the copy)."""
+    the batch folded (each channel's samples one after another), written in memory order: one memset per
+    (channel, phase), then only the valid rows, short ones element by element (the maps are small, and per-row
+    views would cost more than the copy)."""
     N, C, H, W = x.shape
     nph = out.shape[1]
     Hq = out.shape[3]
     Wq = out.shape[4]
     xf = x.reshape(-1)
     of = out.reshape(-1)
+    plane = Hq * Wq
     for t in prange(C * nph):
         c = t // nph
         i = t % nph
@@ -253,27 +255,27 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
         rw = phc[i]
         qa = max(0, (pl - rw + sw - 1) // sw)
         qb = min(Wq, (W - 1 + pl - rw) // sw + 1)
-        if qb < qa:
-            qb = qa
+        ha = max(0, (pt - rh + sh - 1) // sh)
+        hb = min(Hq, (H - 1 + pt - rh) // sh + 1)
+        ob = t * N * plane
+        of[ob:ob + N * plane] = 0
+        if qb <= qa or hb <= ha:
+            continue
         off = rw - pl
-        ob = t * N * Hq * Wq
+        L = qb - qa
         for n in range(N):
             xb = (n * C + c) * H * W
-            for qh in range(Hq):
-                o = ob + (n * Hq + qh) * Wq
-                ih = qh * sh + rh - pt
-                if ih < 0 or ih >= H:
-                    of[o:o + Wq] = 0
-                    continue
-                xr = xb + ih * W + off
-                if qa > 0:
-                    of[o:o + qa] = 0
-                if sw == 1:
-                    of[o + qa:o + qb] = xf[xr + qa:xr + qb]
+            for qh in range(ha, hb):
+                o = ob + n * plane + qh * Wq + qa
+                xr = xb + (qh * sh + rh - pt) * W + off + qa * sw
+                if sw == 1 and L >= 16:
+                    of[o:o + L] = xf[xr:xr + L]
+                elif sw == 1:
+                    for j in range(L):
+                        of[o + j] = xf[xr + j]
                 else:
-                    of[o + qa:o + qb] = xf[xr + qa * sw:xr + qb * sw:sw]
-                if qb < Wq:
-                    of[o + qb:o + Wq] = 0
+                    for j in range(L):
+                        of[o + j] = xf[xr + j * sw]
     return out
 
 

@@ -81,3 +81,41 @@ def test_conv_test_help_does_not_import_heavy_modules():
 def test_generated_kernels_are_up_to_date():
     assert _codegen.target_path().read_text() == _codegen.generate(), \
         "cnntool/conv/_kernels.py is stale: run python -m cnntool.conv._codegen"
+
+
+def test_model_bench_library_on_a_tiny_model():
+    from cnntool.conv.modelbench import MODEL_GOALS, bench_model
+
+    r = bench_model("simplecnn", img_size=12, batch=2, threads=1, reps=1)
+    assert r.goal == MODEL_GOALS["simplecnn"] and r.torch_ms > 0 and r.numba_ms > 0 and r.ratio > 0
+    # both models start from the same weights: the first training step's loss agrees
+    assert r.loss_numba == pytest.approx(r.loss_torch, rel=1e-4)
+    assert r.layers and sum(lt.count for lt in r.layers) >= 2
+    assert all(" * " in lt.shape and lt.numba_ms > 0 and lt.torch_ms > 0 for lt in r.layers)
+    doc = json.loads(json.dumps(r.to_dict()))
+    assert doc["model"] == "simplecnn" and len(doc["layers"]) == len(r.layers)
+
+
+def test_conv_shapes_groups_identical_layers():
+    from torch import nn
+
+    from cnntool.conv.modelbench import _shape_text, conv_shapes
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False))
+    shapes = conv_shapes(net, torch.randn(2, 3, 10, 10))
+    assert list(shapes.values()) == [1, 2, 1]
+    texts = [_shape_text(k) for k in shapes]
+    assert texts[0] == "2x3x10x10 * 8x3x3x3 p1" and texts[2] == "2x8x10x10 * 8x1x3x3 s2,p1,dw"
+
+
+def test_cli_model_json_and_conflicting_flags():
+    result = CliRunner().invoke(app, ["conv-test", "--model", "simplecnn", "--img-size", "12", "--batch", "2",
+                                      "--reps", "1", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["model"] == "simplecnn" and doc["batch"] == 2 and doc["layers"]
+    bad = CliRunner().invoke(app, ["conv-test", "--model", "simplecnn", "--check-only"])
+    assert bad.exit_code == 2
+    unknown = CliRunner().invoke(app, ["conv-test", "--model", "no-such-model", "--img-size", "12"])
+    assert unknown.exit_code == 1 and "no-such-model" in unknown.output

@@ -18,10 +18,12 @@ from cnntool.conv._numba_setup import FASTMATH
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff):
+def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):
     """Forward correlation, 8 output channels x 4 taps per register block.
 
-    out[ooff + n*osn + oc*osc + oh*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch
+    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.
     """
     N = xs.shape[0]
     G = wt.shape[0]
@@ -30,6 +32,7 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     KK = Kp // 4 * 4
     nch = (OH + R - 1) // R
     L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
     for task in prange(ntask):
         cb = task % ncob
@@ -42,9 +45,9 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
         oh1 = min(OH, oh0 + R)
         p0 = oh0 * Wq
         P = min(oh1 * Wq, Pn) - p0
-        buf = np.zeros(8 * L + 32, dtype=xs.dtype)
+        buf = np.zeros(8 * LS + 32, dtype=xs.dtype)
         sh = ((-buf.ctypes.data) % 64) // buf.itemsize
-        acc = buf[sh:sh + 8 * L].reshape((8, L))
+        acc = buf[sh:sh + 8 * LS].reshape((8, LS))
         xb = xs[n]
         base = g * Cgs + p0
         c0 = cb * 8
@@ -124,9 +127,13 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                 oc = g * CoutG + co
                 b = bias[oc]
                 for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
                     q = (oh - oh0) * Wq
                     arow = acc[c, q:q + OW]
-                    dst = ooff + n * osn + oc * osc + oh * osh
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
                     if osw == 1:
                         orow = out[dst:dst + OW]
                         for ow in range(OW):
@@ -138,10 +145,12 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff):
+def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):
     """Forward correlation, 4 output channels x 4 taps per register block.
 
-    out[ooff + n*osn + oc*osc + oh*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch
+    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.
     """
     N = xs.shape[0]
     G = wt.shape[0]
@@ -150,6 +159,7 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     KK = Kp // 4 * 4
     nch = (OH + R - 1) // R
     L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
     for task in prange(ntask):
         cb = task % ncob
@@ -162,9 +172,9 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
         oh1 = min(OH, oh0 + R)
         p0 = oh0 * Wq
         P = min(oh1 * Wq, Pn) - p0
-        buf = np.zeros(4 * L + 32, dtype=xs.dtype)
+        buf = np.zeros(4 * LS + 32, dtype=xs.dtype)
         sh = ((-buf.ctypes.data) % 64) // buf.itemsize
-        acc = buf[sh:sh + 4 * L].reshape((4, L))
+        acc = buf[sh:sh + 4 * LS].reshape((4, LS))
         xb = xs[n]
         base = g * Cgs + p0
         c0 = cb * 4
@@ -220,9 +230,13 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                 oc = g * CoutG + co
                 b = bias[oc]
                 for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
                     q = (oh - oh0) * Wq
                     arow = acc[c, q:q + OW]
-                    dst = ooff + n * osn + oc * osc + oh * osh
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
                     if osw == 1:
                         orow = out[dst:dst + OW]
                         for ow in range(OW):
@@ -234,10 +248,12 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff):
+def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):
     """Forward correlation, 1 output channels x 8 taps per register block.
 
-    out[ooff + n*osn + oc*osc + oh*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch
+    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.
     """
     N = xs.shape[0]
     G = wt.shape[0]
@@ -246,6 +262,7 @@ def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     KK = Kp // 8 * 8
     nch = (OH + R - 1) // R
     L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
     for task in prange(ntask):
         cb = task % ncob
@@ -258,9 +275,9 @@ def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
         oh1 = min(OH, oh0 + R)
         p0 = oh0 * Wq
         P = min(oh1 * Wq, Pn) - p0
-        buf = np.zeros(1 * L + 32, dtype=xs.dtype)
+        buf = np.zeros(1 * LS + 32, dtype=xs.dtype)
         sh = ((-buf.ctypes.data) % 64) // buf.itemsize
-        acc = buf[sh:sh + 1 * L].reshape((1, L))
+        acc = buf[sh:sh + 1 * LS].reshape((1, LS))
         xb = xs[n]
         base = g * Cgs + p0
         c0 = cb * 1
@@ -314,9 +331,287 @@ def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                 oc = g * CoutG + co
                 b = bias[oc]
                 for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
                     q = (oh - oh0) * Wq
                     arow = acc[c, q:q + OW]
-                    dst = ooff + n * osn + oc * osc + oh * osh
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def fwd_c1k9(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):
+    """Forward correlation, 1 output channels x 9 taps per register block.
+
+    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch
+    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.
+    """
+    N = xs.shape[0]
+    G = wt.shape[0]
+    Kp = wt.shape[2]
+    ncob = wt.shape[1] // 1
+    KK = Kp // 9 * 9
+    nch = (OH + R - 1) // R
+    L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
+    ntask = N * nch * G * ncob
+    for task in prange(ntask):
+        cb = task % ncob
+        r = task // ncob
+        g = r % G
+        r = r // G
+        ch = r % nch
+        n = r // nch
+        oh0 = ch * R
+        oh1 = min(OH, oh0 + R)
+        p0 = oh0 * Wq
+        P = min(oh1 * Wq, Pn) - p0
+        buf = np.zeros(1 * LS + 32, dtype=xs.dtype)
+        sh = ((-buf.ctypes.data) % 64) // buf.itemsize
+        acc = buf[sh:sh + 1 * LS].reshape((1, LS))
+        xb = xs[n]
+        base = g * Cgs + p0
+        c0 = cb * 1
+        a0 = acc[0]
+        for kb in range(0, KK, 9):
+            o0 = base + toff[kb + 0]
+            x0 = xb[o0:o0 + P]
+            o1 = base + toff[kb + 1]
+            x1 = xb[o1:o1 + P]
+            o2 = base + toff[kb + 2]
+            x2 = xb[o2:o2 + P]
+            o3 = base + toff[kb + 3]
+            x3 = xb[o3:o3 + P]
+            o4 = base + toff[kb + 4]
+            x4 = xb[o4:o4 + P]
+            o5 = base + toff[kb + 5]
+            x5 = xb[o5:o5 + P]
+            o6 = base + toff[kb + 6]
+            x6 = xb[o6:o6 + P]
+            o7 = base + toff[kb + 7]
+            x7 = xb[o7:o7 + P]
+            o8 = base + toff[kb + 8]
+            x8 = xb[o8:o8 + P]
+            w0_0 = wt[g, c0 + 0, kb + 0]
+            w0_1 = wt[g, c0 + 0, kb + 1]
+            w0_2 = wt[g, c0 + 0, kb + 2]
+            w0_3 = wt[g, c0 + 0, kb + 3]
+            w0_4 = wt[g, c0 + 0, kb + 4]
+            w0_5 = wt[g, c0 + 0, kb + 5]
+            w0_6 = wt[g, c0 + 0, kb + 6]
+            w0_7 = wt[g, c0 + 0, kb + 7]
+            w0_8 = wt[g, c0 + 0, kb + 8]
+            for p in range(P):
+                v0 = x0[p]
+                v1 = x1[p]
+                v2 = x2[p]
+                v3 = x3[p]
+                v4 = x4[p]
+                v5 = x5[p]
+                v6 = x6[p]
+                v7 = x7[p]
+                v8 = x8[p]
+                a0[p] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7 + w0_8 * v8
+        for k in range(KK, Kp):
+            o = base + toff[k]
+            xk = xb[o:o + P]
+            for c in range(1):
+                wv = wt[g, c0 + c, k]
+                ac = acc[c]
+                for p in range(P):
+                    ac[p] += wv * xk[p]
+        for c in range(1):
+            co = c0 + c
+            if co < CoutG:
+                oc = g * CoutG + co
+                b = bias[oc]
+                for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
+                    q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def fwd_c1k25(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):
+    """Forward correlation, 1 output channels x 25 taps per register block.
+
+    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]
+    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch
+    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.
+    """
+    N = xs.shape[0]
+    G = wt.shape[0]
+    Kp = wt.shape[2]
+    ncob = wt.shape[1] // 1
+    KK = Kp // 25 * 25
+    nch = (OH + R - 1) // R
+    L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
+    ntask = N * nch * G * ncob
+    for task in prange(ntask):
+        cb = task % ncob
+        r = task // ncob
+        g = r % G
+        r = r // G
+        ch = r % nch
+        n = r // nch
+        oh0 = ch * R
+        oh1 = min(OH, oh0 + R)
+        p0 = oh0 * Wq
+        P = min(oh1 * Wq, Pn) - p0
+        buf = np.zeros(1 * LS + 32, dtype=xs.dtype)
+        sh = ((-buf.ctypes.data) % 64) // buf.itemsize
+        acc = buf[sh:sh + 1 * LS].reshape((1, LS))
+        xb = xs[n]
+        base = g * Cgs + p0
+        c0 = cb * 1
+        a0 = acc[0]
+        for kb in range(0, KK, 25):
+            o0 = base + toff[kb + 0]
+            x0 = xb[o0:o0 + P]
+            o1 = base + toff[kb + 1]
+            x1 = xb[o1:o1 + P]
+            o2 = base + toff[kb + 2]
+            x2 = xb[o2:o2 + P]
+            o3 = base + toff[kb + 3]
+            x3 = xb[o3:o3 + P]
+            o4 = base + toff[kb + 4]
+            x4 = xb[o4:o4 + P]
+            o5 = base + toff[kb + 5]
+            x5 = xb[o5:o5 + P]
+            o6 = base + toff[kb + 6]
+            x6 = xb[o6:o6 + P]
+            o7 = base + toff[kb + 7]
+            x7 = xb[o7:o7 + P]
+            o8 = base + toff[kb + 8]
+            x8 = xb[o8:o8 + P]
+            o9 = base + toff[kb + 9]
+            x9 = xb[o9:o9 + P]
+            o10 = base + toff[kb + 10]
+            x10 = xb[o10:o10 + P]
+            o11 = base + toff[kb + 11]
+            x11 = xb[o11:o11 + P]
+            o12 = base + toff[kb + 12]
+            x12 = xb[o12:o12 + P]
+            o13 = base + toff[kb + 13]
+            x13 = xb[o13:o13 + P]
+            o14 = base + toff[kb + 14]
+            x14 = xb[o14:o14 + P]
+            o15 = base + toff[kb + 15]
+            x15 = xb[o15:o15 + P]
+            o16 = base + toff[kb + 16]
+            x16 = xb[o16:o16 + P]
+            o17 = base + toff[kb + 17]
+            x17 = xb[o17:o17 + P]
+            o18 = base + toff[kb + 18]
+            x18 = xb[o18:o18 + P]
+            o19 = base + toff[kb + 19]
+            x19 = xb[o19:o19 + P]
+            o20 = base + toff[kb + 20]
+            x20 = xb[o20:o20 + P]
+            o21 = base + toff[kb + 21]
+            x21 = xb[o21:o21 + P]
+            o22 = base + toff[kb + 22]
+            x22 = xb[o22:o22 + P]
+            o23 = base + toff[kb + 23]
+            x23 = xb[o23:o23 + P]
+            o24 = base + toff[kb + 24]
+            x24 = xb[o24:o24 + P]
+            w0_0 = wt[g, c0 + 0, kb + 0]
+            w0_1 = wt[g, c0 + 0, kb + 1]
+            w0_2 = wt[g, c0 + 0, kb + 2]
+            w0_3 = wt[g, c0 + 0, kb + 3]
+            w0_4 = wt[g, c0 + 0, kb + 4]
+            w0_5 = wt[g, c0 + 0, kb + 5]
+            w0_6 = wt[g, c0 + 0, kb + 6]
+            w0_7 = wt[g, c0 + 0, kb + 7]
+            w0_8 = wt[g, c0 + 0, kb + 8]
+            w0_9 = wt[g, c0 + 0, kb + 9]
+            w0_10 = wt[g, c0 + 0, kb + 10]
+            w0_11 = wt[g, c0 + 0, kb + 11]
+            w0_12 = wt[g, c0 + 0, kb + 12]
+            w0_13 = wt[g, c0 + 0, kb + 13]
+            w0_14 = wt[g, c0 + 0, kb + 14]
+            w0_15 = wt[g, c0 + 0, kb + 15]
+            w0_16 = wt[g, c0 + 0, kb + 16]
+            w0_17 = wt[g, c0 + 0, kb + 17]
+            w0_18 = wt[g, c0 + 0, kb + 18]
+            w0_19 = wt[g, c0 + 0, kb + 19]
+            w0_20 = wt[g, c0 + 0, kb + 20]
+            w0_21 = wt[g, c0 + 0, kb + 21]
+            w0_22 = wt[g, c0 + 0, kb + 22]
+            w0_23 = wt[g, c0 + 0, kb + 23]
+            w0_24 = wt[g, c0 + 0, kb + 24]
+            for p in range(P):
+                v0 = x0[p]
+                v1 = x1[p]
+                v2 = x2[p]
+                v3 = x3[p]
+                v4 = x4[p]
+                v5 = x5[p]
+                v6 = x6[p]
+                v7 = x7[p]
+                v8 = x8[p]
+                v9 = x9[p]
+                v10 = x10[p]
+                v11 = x11[p]
+                v12 = x12[p]
+                v13 = x13[p]
+                v14 = x14[p]
+                v15 = x15[p]
+                v16 = x16[p]
+                v17 = x17[p]
+                v18 = x18[p]
+                v19 = x19[p]
+                v20 = x20[p]
+                v21 = x21[p]
+                v22 = x22[p]
+                v23 = x23[p]
+                v24 = x24[p]
+                a0[p] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3 + w0_4 * v4 + w0_5 * v5 + w0_6 * v6 + w0_7 * v7 + w0_8 * v8 + w0_9 * v9 + w0_10 * v10 + w0_11 * v11 + w0_12 * v12 + w0_13 * v13 + w0_14 * v14 + w0_15 * v15 + w0_16 * v16 + w0_17 * v17 + w0_18 * v18 + w0_19 * v19 + w0_20 * v20 + w0_21 * v21 + w0_22 * v22 + w0_23 * v23 + w0_24 * v24
+        for k in range(KK, Kp):
+            o = base + toff[k]
+            xk = xb[o:o + P]
+            for c in range(1):
+                wv = wt[g, c0 + c, k]
+                ac = acc[c]
+                for p in range(P):
+                    ac[p] += wv * xk[p]
+        for c in range(1):
+            co = c0 + c
+            if co < CoutG:
+                oc = g * CoutG + co
+                b = bias[oc]
+                for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
+                    q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
                     if osw == 1:
                         orow = out[dst:dst + OW]
                         for ow in range(OW):
@@ -592,6 +887,50 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
                         orow[qw] = xrow[qw * sw + off]
                 for qw in range(qb, Wq):
                     orow[qw] = 0
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
+    """out[c, i, n, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x: ``gather`` with
+    the batch folded (each channel's samples one after another), written in memory order: one memset per
+    (channel, phase), then only the valid rows, short ones element by element (the maps are small, and per-row
+    views would cost more than the copy)."""
+    N, C, H, W = x.shape
+    nph = out.shape[1]
+    Hq = out.shape[3]
+    Wq = out.shape[4]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    plane = Hq * Wq
+    for t in prange(C * nph):
+        c = t // nph
+        i = t % nph
+        rh = phr[i]
+        rw = phc[i]
+        qa = max(0, (pl - rw + sw - 1) // sw)
+        qb = min(Wq, (W - 1 + pl - rw) // sw + 1)
+        ha = max(0, (pt - rh + sh - 1) // sh)
+        hb = min(Hq, (H - 1 + pt - rh) // sh + 1)
+        ob = t * N * plane
+        of[ob:ob + N * plane] = 0
+        if qb <= qa or hb <= ha:
+            continue
+        off = rw - pl
+        L = qb - qa
+        for n in range(N):
+            xb = (n * C + c) * H * W
+            for qh in range(ha, hb):
+                o = ob + n * plane + qh * Wq + qa
+                xr = xb + (qh * sh + rh - pt) * W + off + qa * sw
+                if sw == 1 and L >= 16:
+                    of[o:o + L] = xf[xr:xr + L]
+                elif sw == 1:
+                    for j in range(L):
+                        of[o + j] = xf[xr + j]
+                else:
+                    for j in range(L):
+                        of[o + j] = xf[xr + j * sw]
     return out
 
 

@@ -1,0 +1,124 @@
+"""The special paths of cnntool.conv against torch (float64 reference): 1x1 (pointwise) convolutions, depthwise
+convolutions (the one-pass 3x3 and 5x5 kernels), and the batch folded into one tall image for small maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnntool.conv as cc
+from cnntool.conv import _kernels
+from cnntool.conv import kernels as K
+
+
+def _check(xshape, wshape, dtype=torch.float32, bias=True, **kw):
+    g = torch.Generator().manual_seed(sum(xshape) + sum(wshape))
+    x = torch.randn(xshape, generator=g, dtype=torch.float64)
+    w = torch.randn(wshape, generator=g, dtype=torch.float64) / (wshape[1] * wshape[2] * wshape[3]) ** 0.5
+    b = torch.randn(wshape[0], generator=g, dtype=torch.float64) if bias else None
+    leaves = [t.to(dtype).requires_grad_(True) for t in (x, w) + ((b,) if bias else ())]
+    refs = [t.clone().requires_grad_(True) for t in (x, w) + ((b,) if bias else ())]
+    y = cc.conv2d(leaves[0], leaves[1], leaves[2] if bias else None, **kw)
+    r = F.conv2d(refs[0], refs[1], refs[2] if bias else None, **kw)
+    tol = 2e-5 if dtype == torch.float32 else 1e-12
+    assert y.shape == r.shape and y.dtype == dtype
+    torch.testing.assert_close(y.double(), r, rtol=0, atol=tol * (1 + r.abs().max().item()))
+    gy = torch.randn(r.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(y, leaves, gy.to(dtype))
+    want = torch.autograd.grad(r, refs, gy)
+    for name, a, e in zip(("input", "weight", "bias"), got, want):
+        torch.testing.assert_close(a.double(), e, rtol=0, atol=tol * 10 * (1 + e.abs().max().item()), msg=name)
+
+
+POINTWISE = [
+    dict(),
+    dict(stride=2),
+    dict(stride=(2, 3)),
+    dict(padding=1),
+    dict(padding=(0, 2), stride=2),
+    dict(dilation=2, padding=1),
+    dict(groups=2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", POINTWISE)
+@pytest.mark.parametrize("n, size", [(3, (7, 5)), (1, (13, 11)), (2, (33, 35))])
+def test_pointwise_1x1(kw, n, size, dtype):
+    groups = kw.get("groups", 1)
+    _check((n, 6 * groups, *size), (10 * groups, 6, 1, 1), dtype, **kw)
+
+
+DEPTHWISE = [
+    dict(k=3, padding=1),
+    dict(k=3, padding=1, stride=2),
+    dict(k=3, padding=2, dilation=2),
+    dict(k=5, padding=2),
+    dict(k=5, padding=2, stride=2),
+    dict(k=5, padding=(1, 3), stride=(1, 2), dilation=(1, 2)),
+    dict(k=3, padding=0),
+    dict(k=7, padding=3),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", DEPTHWISE)
+@pytest.mark.parametrize("n, size, mult", [(4, (9, 7), 1), (1, (15, 17), 1), (2, (34, 33), 2)])
+def test_depthwise(kw, n, size, mult, dtype):
+    kw = dict(kw)
+    k = kw.pop("k")
+    c = 5
+    _check((n, c, *size), (c * mult, 1, k, k), dtype, bias=n != 1, groups=c, **kw)
+
+
+def test_tiny_maps_folded_like_resnet_stage4():
+    # 2x2 and 1x1 feature maps with many channels: the batch is folded into one tall image
+    _check((8, 64, 2, 2), (32, 64, 3, 3), padding=1)
+    _check((8, 64, 4, 4), (32, 64, 3, 3), padding=1, stride=2)
+    _check((5, 16, 1, 1), (8, 16, 1, 1))
+
+
+def test_fold_decision_and_kernel_choice():
+    assert K.fold_batch(32, 8, 10) and not K.fold_batch(1, 8, 10) and not K.fold_batch(4, 62, 64)
+    assert K._fwd_kernel(1, 9) is _kernels.fwd_c1k9 and K._fwd_kernel(1, 18) is _kernels.fwd_c1k9
+    assert K._fwd_kernel(1, 25) is _kernels.fwd_c1k25 and K._fwd_kernel(1, 7) is _kernels.fwd_c1k8
+    assert K._fwd_kernel(8, 9) is _kernels.fwd_c8k4
+
+
+def test_folded_and_unfolded_forward_agree(monkeypatch):
+    x = torch.randn(3, 8, 10, 9)
+    w = torch.randn(12, 8, 3, 3)
+    folded = cc.conv2d(x, w, padding=1)
+    monkeypatch.setattr(K, "fold_batch", lambda *a: False)
+    torch.testing.assert_close(cc.conv2d(x, w, padding=1), folded, rtol=1e-5, atol=1e-5)
+
+
+IM2COL = [
+    dict(padding=1),
+    dict(padding=1, stride=2),
+    dict(padding=2, dilation=2),
+    dict(padding=(1, 2), stride=(2, 1), dilation=(1, 2)),
+    dict(padding=1, groups=2),
+    dict(padding=3, stride=3),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", IM2COL)
+@pytest.mark.parametrize("size", [(2, 2), (5, 3), (7, 8)])
+def test_im2col_path_for_small_maps(kw, size, dtype):
+    # >= 8 channels per group both ways: forward and grad-input gather every tap into rows (im2col)
+    groups = kw.get("groups", 1)
+    assert K.use_im2col(K.fold_batch(3, size[0], size[1] + 2), 8)
+    _check((3, 8 * groups, *size), (8 * groups, 8, 3, 3), dtype, **kw)
+
+
+def test_im2col_is_skipped_above_the_memory_cap(monkeypatch):
+    assert not K.use_im2col(True, 64, K.IM2COL_MAX_BYTES + 1) and K.use_im2col(True, 64, K.IM2COL_MAX_BYTES)
+    x = torch.randn(3, 8, 5, 4, dtype=torch.float64)
+    w = torch.randn(16, 8, 3, 3, dtype=torch.float64)
+    want = cc.conv2d(x, w, padding=1)
+    monkeypatch.setattr(K, "IM2COL_MAX_BYTES", 0)  # the folded phase planes instead: same numbers
+    torch.testing.assert_close(cc.conv2d(x, w, padding=1), want)
+    torch.testing.assert_close(want, F.conv2d(x, w, padding=1))

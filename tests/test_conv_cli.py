@@ -118,4 +118,4 @@ def test_cli_model_json_and_conflicting_flags():
     bad = CliRunner().invoke(app, ["conv-test", "--model", "simplecnn", "--check-only"])
     assert bad.exit_code == 2
     unknown = CliRunner().invoke(app, ["conv-test", "--model", "no-such-model", "--img-size", "12"])
-    assert unknown.exit_code == 1 and "no-such-model" in unknown.output
+    assert unknown.exit_code == 2 and "no-such-model" in unknown.output  # a bad option value

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli.common import print_json, stderr_console
-from cnntool.export.benchmark import DEFAULT_REPEATS, RUNTIMES
-from cnntool.export.quantize import DEFAULT_CALIB
+from cnntool.export.choices import DEFAULT_CALIB, DEFAULT_REPEATS, RUNTIMES
 
 
 def benchmark(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli.common import print_json, stderr_console
-from cnntool.export.quantize import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP
+from cnntool.export.choices import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP
 
 _OUT = "Output"
 _QUANT = "INT8 / FP16"

@@ -22,10 +22,9 @@ from typing import Any, Callable
 import numpy as np
 
 from cnntool.errors import ConfigError, CnnToolError
+from cnntool.export.choices import DEFAULT_REPEATS, RUNTIMES
 
-RUNTIMES = ("torch", "torch-channels-last", "onnx-fp32", "onnx-int8", "openvino")
 BATCHES = (1, 32, 64)
-DEFAULT_REPEATS = 5
 MIN_REPEAT_SECONDS = 0.2  # one timed repeat runs the call this long at least (several calls for small models)
 CALIB_RANDOM = 64  # random calibration images when the run's data cannot be read
 COLUMNS = ("runtime", "latency_ms_b1", "images_per_s_b32", "images_per_s_b64", "size_bytes", "top1",

@@ -17,14 +17,10 @@ from typing import Callable
 import numpy as np
 
 from cnntool.errors import ConfigError, DataError, ModelError, first_line
+from cnntool.export.choices import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP, PRECISIONS  # noqa: F401
 from cnntool.fileio import atomic_path
 from cnntool.spec import ModelSpec
 
-PRECISIONS = ("int8", "fp16")
-CALIB_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CALIB = 256
-DEFAULT_CALIB_METHOD = "minmax"
-DEFAULT_MAX_DROP = 1.0  # percentage points of test accuracy
 CALIB_BATCH = 32
 CALIB_SEED = 0
 Progress = Callable[[str], None]

@@ -13,11 +13,19 @@
 Targets: onnxruntime throughput >= torch eager; the ONNX predict process >= 4× faster than the torch one.
 
     python scripts/bench_infer.py --deploy   # INT8 goals through `cnntool benchmark`'s library call
+    python scripts/bench_infer.py --predict-vs-script [--threads 1 --repeats 5]
 
 3. ``--deploy``: ONNX INT8 vs FP32 (``cnntool.export.benchmark``) for tv:resnet18 at 224×224 (random
    weights) and a simplecnn trained 3 epochs on digits. Goals: INT8 >= 1.5× FP32 onnxruntime throughput
    at batch 32 (resnet18); on digits, INT8 top-1 agreement with FP32 >= 99% and test-accuracy drop <= 1
    point (the accuracy gate of `cnntool export --int8`).
+
+4. ``--predict-vs-script``: `cnntool predict digits.onnx DIR --json --threads T` vs a minimal script (onnxruntime +
+   Pillow + numpy, metadata read through onnxruntime, T threads, batch 32; MINIMAL_SCRIPT below) over the same
+   3,000 digits PNGs (sklearn's 8×8 digits, a simplecnn trained 1 epoch), as whole processes, interleaved
+   repeats, medians; and both on one image (start-up-dominated latency). Goal: cnntool >= 0.9 of the
+   script's files/s, and one-image latency within 1/0.9 of the script's. The load average is printed with
+   the table (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -142,6 +150,113 @@ def bench_deploy(folder: Path, threads: int, quick: bool, console: Console) -> l
             ("digits INT8 test-accuracy drop", f"{v.drop:+.2f} points", "≤ 1 point", v.drop <= 1.0)]
 
 
+MINIMAL_SCRIPT = r'''
+import json, os, sys
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+model, folder, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = threads
+session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+spec = json.loads(session.get_modelmeta().custom_metadata_map["cnntool.spec"])
+name = session.get_inputs()[0].name
+h, w = spec["input_size"]
+mode = "L" if spec["in_channels"] == 1 else "RGB"
+mean = np.asarray(spec["mean"], np.float32).reshape(1, -1, 1, 1)
+std = np.asarray(spec["std"], np.float32).reshape(1, -1, 1, 1)
+files = [folder] if os.path.isfile(folder) else sorted(
+    os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
+for i in range(0, len(files), 32):
+    batch = files[i:i + 32]
+    x = np.stack([np.asarray(Image.open(f).convert(mode).resize((w, h), Image.BILINEAR), np.uint8) for f in batch])
+    x = x.reshape(len(batch), -1, h, w).astype(np.float32) / np.float32(255.0)
+    logits = session.run(None, {name: (x - mean) / std})[0]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
+    for f, row in zip(batch, p):
+        k = int(row.argmax())
+        print(json.dumps({"path": f, "label": spec["class_names"][k], "prob": float(row[k])}))
+'''
+N_FILES = 3000
+
+
+def predict_vs_script(folder: Path, threads: int, repeats: int, console: Console) -> dict:
+    """Whole-process files/s and one-image seconds of `cnntool predict` and MINIMAL_SCRIPT (medians)."""
+    from sklearn.datasets import load_digits
+
+    from cnntool.config import ModelConfig, RunConfig, TrainConfig
+    from cnntool.runner import fit
+
+    console.print("training simplecnn on digits (1 epoch), exporting it, writing 3,000 PNGs ...")
+    run = folder / "run"
+    fit(RunConfig(model=ModelConfig(bn=True), train=TrainConfig(epochs=1, seed=0), out=str(run)))
+    onnx_path = folder / "digits.onnx"
+    export_onnx(run, onnx_path)
+    pngs = folder / "pngs"
+    pngs.mkdir()
+    digits = np.clip(load_digits().images * 16, 0, 255).astype(np.uint8)
+    for i in range(N_FILES):
+        Image.fromarray(digits[i % len(digits)], "L").save(pngs / f"{i:05d}.png")
+    one = pngs / "00000.png"
+    script = folder / "minimal_predict.py"
+    script.write_text(MINIMAL_SCRIPT)
+    cmds = {
+        "cnntool": lambda target: [sys.executable, "-m", "cnntool", "predict", str(onnx_path), str(target),
+                                   "--json", "--threads", str(threads), "-q"],
+        "script": lambda target: [sys.executable, str(script), str(onnx_path), str(target), str(threads)],
+    }
+    times: dict = {(k, t): [] for k in cmds for t in ("many", "one")}
+    labels: dict = {}
+    load = [os.getloadavg()[0]]
+    for rep in range(repeats + 1):  # the first round warms the file cache and is not counted
+        for target_key, target in (("many", pngs), ("one", one)):
+            for key, cmd in cmds.items():
+                t = time.perf_counter()
+                proc = subprocess.run(cmd(target), capture_output=True, text=True, check=False)
+                elapsed = time.perf_counter() - t
+                if proc.returncode != 0:
+                    raise SystemExit(f"{' '.join(cmd(target))} failed: {proc.stderr.strip()}")
+                rows = [json.loads(line) for line in proc.stdout.splitlines()]
+                want = N_FILES if target_key == "many" else 1
+                if len(rows) != want:
+                    raise SystemExit(f"{key} printed {len(rows)} predictions, not {want}")
+                labels[key, target_key] = [(r["path"], r["label"]) for r in rows]
+                if rep:
+                    times[key, target_key].append(elapsed)
+        load.append(os.getloadavg()[0])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"threads": threads, "repeats": repeats, "files": N_FILES,
+            "files_per_s": {k: N_FILES / med[k, "many"] for k in cmds},
+            "one_image_s": {k: med[k, "one"] for k in cmds},
+            "same_labels": labels["cnntool", "many"] == labels["script", "many"],
+            "load_avg_1min": [round(x, 2) for x in load]}
+
+
+def main_predict_vs_script(args) -> None:
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = predict_vs_script(Path(tmp), args.threads, args.repeats, console)
+    fps, lat = r["files_per_s"], r["one_image_s"]
+    ratio, lat_ratio = fps["cnntool"] / fps["script"], lat["script"] / lat["cnntool"]
+    r["ratio"], r["one_image_ratio"] = ratio, lat_ratio
+    r["goal_met"] = ratio >= 0.9 and lat_ratio >= 0.9
+    if args.json:
+        print(json.dumps(r))
+        return
+    t = Table(title=f"cnntool predict vs a minimal onnxruntime script, {r['files']:,} digits PNGs, "
+                    f"--threads {r['threads']}, whole processes, median of {r['repeats']}")
+    for col in ("", "cnntool predict", "minimal script", "cnntool ÷ script", "goal", ""):
+        t.add_column(col, justify="left" if col in ("", "goal") else "right")
+    for name, a, b, q in (("files/s (3,000 files)", f"{fps['cnntool']:,.0f}", f"{fps['script']:,.0f}", ratio),
+                          ("one image, s (speed ratio)", f"{lat['cnntool']:.3f}", f"{lat['script']:.3f}", lat_ratio)):
+        t.add_row(name, a, b, f"{q:.2f}", "≥ 0.90", "[green]met[/green]" if q >= 0.9 else "[red]NOT met[/red]")
+    console.print(t)
+    console.print(f"same labels from both: {r['same_labels']}; 1-min load average during the run: "
+                  f"{' → '.join(map(str, r['load_avg_1min']))} on {os.cpu_count()} cores")
+
+
 def main_deploy(args) -> None:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 100)
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +279,15 @@ def main() -> None:
     ap.add_argument("--process-runs", type=int, default=5, help="fresh processes per predict variant")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     ap.add_argument("--deploy", action="store_true", help="INT8 goals (resnet18 speed-up, digits accuracy gate)")
+    ap.add_argument("--predict-vs-script", action="store_true",
+                    help="`cnntool predict` vs a minimal onnxruntime script on 3,000 PNGs (--threads default 1)")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds for --predict-vs-script")
     args = ap.parse_args()
+    if args.predict_vs_script:
+        if "--threads" not in sys.argv:
+            args.threads = 1
+        main_predict_vs_script(args)
+        return
     if args.deploy:
         main_deploy(args)
         return

@@ -308,3 +308,62 @@ def test_directory_expansion_skips_hidden_files_and_folders(setup, tmp_path):
     assert paths == [str(root / "a.png"), str(root / "sub" / "b.png")]
     paths, _ = expand_inputs([str(root / ".cache")])  # a hidden folder named explicitly is still searched
     assert paths == [str(root / ".cache" / "c.png")]
+
+
+def test_threads_and_batch_size_never_change_the_output(setup, tmp_path):
+    """--threads 2 (a decode pool) == --threads 1 (decoded inline) == batch size 1, bad files mixed in."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    bad = {3: b"not a picture\n", 17: b"", 40: None, 41: b"\x89PNG\r\n\x1a\n" + b"\x00" * 30}
+    for i, src in enumerate(setup["paths"][:75]):
+        dst = folder / f"{i:03d}.png"
+        if i in bad:
+            data = bad[i] if bad[i] is not None else Path(src).read_bytes()[:60]  # truncated PNG
+            dst.write_bytes(data)
+        else:
+            shutil.copy(src, dst)
+    runs = {}
+    for threads, batch in (("1", "32"), ("2", "32"), ("1", "1"), ("2", "1"), ("2", "7")):
+        r = CliRunner().invoke(app, ["predict", str(setup["onnx"]), str(folder), "--json", "-q",
+                                     "--threads", threads, "-b", batch])
+        assert r.exit_code == 1, r.output
+        assert "Traceback" not in r.output
+        runs[threads, batch] = (r.stdout, [ln for ln in r.stderr.splitlines() if ln.startswith("error:")])
+    first_out, first_err = runs["1", "32"]
+    for key, (out, err) in runs.items():
+        assert out == first_out, key
+        assert err == first_err, key
+    rows = _json_lines(first_out)
+    assert [r["path"] for r in rows] == [str(folder / f"{i:03d}.png") for i in range(75) if i not in bad]
+    assert [e.split(": ")[1] for e in first_err] == [str(folder / f"{i:03d}.png") for i in sorted(bad)]
+    # the same numbers as the images predicted one at a time through the library
+    from cnntool.export.runtime import OnnxClassifier, predict_files
+
+    clf = OnnxClassifier(setup["onnx"], threads=1)
+    one_by_one = [p.to_dict() for p in predict_files(clf, [r["path"] for r in rows], batch_size=1)]
+    assert rows == json.loads(json.dumps(one_by_one))
+
+
+def test_decode_pool_keeps_order_and_stops_early(setup):
+    from cnntool.export.runtime import Failure, decoded_batches, load_image
+
+    spec = setup["spec"]
+    paths = setup["paths"][:50] + ["/nonexistent/x.png"] + setup["paths"][50:60]
+    got = list(decoded_batches(paths, spec, batch_size=8, threads=3))
+    assert [p for chunk, _ in got for p in chunk] == paths
+    images = [im for _, ims in got for im in ims]
+    assert isinstance(images[50], Failure) and "/nonexistent/x.png: no such file" in images[50].error
+    for path, im in zip(paths[:50], images[:50]):
+        assert np.array_equal(im, load_image(path, spec))
+    gen = decoded_batches(paths, spec, batch_size=4, threads=2)
+    next(gen)
+    gen.close()  # the pool shuts down, cancelling batches not started; nothing hangs
+
+
+def test_open_classifier_picks_the_backend(setup):
+    from cnntool.export.runtime import OnnxClassifier, open_classifier
+    from cnntool.export.torch_runtime import TorchClassifier
+
+    assert isinstance(open_classifier(setup["onnx"], threads=1), OnnxClassifier)
+    clf = open_classifier(setup["run"], threads=None)
+    assert isinstance(clf, TorchClassifier) and clf.spec.class_names == setup["spec"].class_names

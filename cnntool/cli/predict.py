@@ -27,8 +27,10 @@ def predict(
     csv: Annotated[bool, typer.Option("--csv", help="CSV rows (with a header) on stdout.",
                                       rich_help_panel=_OUT)] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per inference call.")] = 32,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: all cores).")
-                       ] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="CPU threads of the runtime, and image-decoding threads: 1 decodes in the "
+                                 "main thread, N > 1 in a pool of N overlapping inference (default: all cores; "
+                                 "decoding up to 4).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr (errors are still shown).",
                                         rich_help_panel=_OUT)] = False,
 ) -> None:
@@ -44,18 +46,11 @@ def predict(
 
     from cnntool.data.preprocess import clean_text
     from cnntool.errors import DataError
-    from cnntool.export.runtime import Failure, expand_inputs, is_onnx_path, predict_files
+    from cnntool.export.runtime import Failure, expand_inputs, open_classifier, predict_files
 
     console = stderr_console()
     start = time.perf_counter()
-    if is_onnx_path(model):
-        from cnntool.export.runtime import OnnxClassifier
-
-        backend = OnnxClassifier(model, threads=threads)
-    else:
-        from cnntool.export.torch_runtime import TorchClassifier
-
-        backend = TorchClassifier(model, threads=threads)
+    backend = open_classifier(model, threads)
     paths, failures = expand_inputs(inputs)
     for f in failures:
         console.print(f"[bold red]error:[/bold red] {escape(clean_text(f.error))}", soft_wrap=True)
@@ -76,7 +71,8 @@ def predict(
     progress = _progress(console, len(paths), batch_size, quiet)
     shown, n_ok, n_bad = [], 0, len(failures)
     try:
-        for item in predict_files(backend, paths, batch_size, k, on_progress=progress.update if progress else None):
+        for item in predict_files(backend, paths, batch_size, k, on_progress=progress.update if progress else None,
+                                  threads=threads):
             if isinstance(item, Failure):
                 n_bad += 1
                 console.print(f"[bold red]error:[/bold red] {escape(clean_text(item.error))}", soft_wrap=True)

@@ -18,6 +18,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from cnntool.errors import DataError
 from cnntool.spec import CROP_PCT_DEFAULT, INTERPOLATION_DEFAULT
 
+EXIF_ORIENTATION = 0x0112
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 _INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
                   "lanczos": Image.LANCZOS, "box": Image.BOX}
@@ -57,16 +58,22 @@ def open_image(path: str | Path, in_channels: int, draft_size: int | None = None
     Any decoding problem becomes a DataError naming the file.
     """
     _decoding.sink = notes = []
+    im = out = None
     try:
-        with Image.open(path) as im:  # lazy: reads the header only
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise DataError(f"{path}: image of {w}×{h} pixels is larger than the {MAX_PIXELS:,}-pixel limit "
-                                f"(a decompression bomb?); not decoded")
-            if draft_size and im.format == "JPEG":
-                im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
-            im.load()
-            return to_mode(ImageOps.exif_transpose(im), in_channels)
+        im = Image.open(path)  # lazy: reads the header only
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise DataError(f"{path}: image of {w}×{h} pixels is larger than the {MAX_PIXELS:,}-pixel limit "
+                            f"(a decompression bomb?); not decoded")
+        if draft_size and im.format == "JPEG":
+            im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
+        im.load()  # a single-frame file is closed here
+        # exif_transpose copies the image: only call it when the photo really is rotated
+        out = ImageOps.exif_transpose(im) if im.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1) else im
+        out = to_mode(out, in_channels)
+        if out is im and getattr(im, "fp", None) is not None:
+            out = im.copy()  # Pillow keeps multi-frame files open: detach the pixels before closing it
+        return out
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except UnidentifiedImageError:
@@ -77,6 +84,8 @@ def open_image(path: str | Path, in_channels: int, draft_size: int | None = None
             reason = "truncated or corrupt image data"
         raise DataError(f"{path}: cannot decode image ({reason})") from None
     finally:
+        if im is not None and out is not im:
+            im.close()
         _decoding.sink = None
         for note in dict.fromkeys(notes):
             logging.getLogger("cnntool").warning("%s: %s", clean_text(str(path)), note)

@@ -19,6 +19,24 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16/AMX, or AVX512 which oneDNN emulates fast)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """--amp bf16 runs through CPU autocast; refuse it (one line) on a CPU that lacks bf16."""
+    from cnntool.errors import ConfigError
+
+    if amp == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
+        raise ConfigError("--amp bf16: this CPU has no bf16 support (oneDNN reports none); use --amp none")
+    if amp == "fp16" and device.type == "cpu":
+        raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: Split, pipeline: BatchPipeline, batch_size: int = 256,
                    amp: str = "none", indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

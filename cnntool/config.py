@@ -22,6 +22,7 @@ SCHEDULERS = ("none", "cosine", "step", "onecycle")
 MONITORS = ("val_acc", "val_loss")
 AMP_MODES = ("none", "bf16", "fp16")
 SAMPLERS = ("none", "balanced")
+TTA_MODES = ("none", "flip", "flip-crop")  # eval --tta: mean of the softmax over these views
 # Automatic augmentation policies (torchvision.transforms.v2), applied per sample on uint8; --augment accepts them.
 AUGMENT_POLICIES = ("trivialaugment", "randaugment", "autoaugment", "augmix")
 EMA_DECAY_DEFAULT = 0.999

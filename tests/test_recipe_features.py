@@ -236,3 +236,41 @@ def test_bf16_digits_accuracy_within_half_a_point_of_fp32(tmp_path):
     bf16 = fit(cfg(tmp_path, model=model, epochs=4, device="cpu", amp="bf16", channels_last=True))
     assert fp32["test_acc"] > 0.9
     assert abs(bf16["test_acc"] - fp32["test_acc"]) <= 0.005, (fp32["test_acc"], bf16["test_acc"])
+
+
+# ------------------------------------------------------------------ test-time augmentation
+
+def test_tta_flip_of_a_flip_symmetric_model_equals_no_tta_and_changes_an_asymmetric_one(tmp_path):
+    from cnntool.data.bundle import TensorSplit
+    from cnntool.data.pipeline import BatchPipeline
+    from cnntool.training.evaluate import predict_logits
+
+    torch.manual_seed(0)
+    split = TensorSplit(torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8), torch.arange(10) % 3)
+    pipe = BatchPipeline([0.5], [0.25])
+    symmetric = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    plain, _ = predict_logits(symmetric, split, pipe)
+    flip, _ = predict_logits(symmetric, split, pipe, tta="flip")
+    torch.testing.assert_close(flip.softmax(1), plain.softmax(1), rtol=1e-5, atol=1e-6)
+    asymmetric = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    a, _ = predict_logits(asymmetric, split, pipe)
+    b, _ = predict_logits(asymmetric, split, pipe, tta="flip")
+    mirrored, _ = predict_logits(asymmetric, TensorSplit(split.images.flip(3), split.labels), pipe)
+    torch.testing.assert_close(b.softmax(1), (a.softmax(1) + mirrored.softmax(1)) / 2)  # the mean of softmax
+    c, _ = predict_logits(asymmetric, split, pipe, tta="flip-crop")
+    assert not torch.allclose(a, b) and not torch.allclose(b, c)
+
+
+def test_eval_cli_tta_on_a_run(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from cnntool.cli.main import app
+
+    run = fit(cfg(tmp_path, epochs=1))["run_dir"]
+    res = CliRunner().invoke(app, ["eval", run, "--tta", "flip", "--json", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert 0 <= _json.loads(res.stdout)["top1"] <= 1
+    bad = CliRunner().invoke(app, ["eval", run, "--tta", "mirror"])
+    assert bad.exit_code != 0 and "--tta" in bad.output

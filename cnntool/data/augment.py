@@ -141,6 +141,21 @@ def random_erasing(x: torch.Tensor, p: float, g: torch.Generator, fill: float = 
     return torch.where(box[:, None], torch.as_tensor(fill, dtype=x.dtype, device=dev), x)
 
 
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """Test-time views of a batch (cnntool.config.TTA_MODES): ``flip`` = the batch and its mirror image;
+    ``flip-crop`` = those two, each also shifted to the four corners of a zero-padded copy (pad = side/16)."""
+    if mode == "none":
+        return [x]
+    views = [x, x.flip(3)]
+    if mode == "flip-crop":
+        h, w = x.shape[-2:]
+        d = max(1, min(h, w) // 16)
+        for base in (x, x.flip(3)):
+            padded = F.pad(base, (d, d, d, d))
+            views += [padded[..., dy:dy + h, dx:dx + w] for dy in (0, 2 * d) for dx in (0, 2 * d)]
+    return views
+
+
 def policy_transform(name: str):
     """The torchvision transforms.v2 policy of ``name`` (cnntool.config.AUGMENT_POLICIES)."""
     from torchvision.transforms import v2

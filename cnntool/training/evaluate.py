@@ -39,15 +39,25 @@ def check_amp(device: torch.device, amp: str) -> None:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: Split, pipeline: BatchPipeline, batch_size: int = 256,
-                   amp: str = "none", indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32, CPU) and labels for a whole split, in split order."""
+                   amp: str = "none", indices: torch.Tensor | None = None, tta: str = "none"
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32, CPU) and labels for a whole split, in split order.
+
+    ``tta`` (flip, flip-crop): the log of the mean softmax over the test-time views, a valid logit vector
+    whose softmax is that mean."""
+    from cnntool.data.augment import tta_views
+
     was_training = model.training
     model.eval()
     logits, labels = [], []
     try:
         for x, y in split.batches(batch_size, indices=indices):
             with autocast(pipeline.device, amp):
-                out = model(pipeline(x))
+                if tta == "none":
+                    out = model(pipeline(x))
+                else:
+                    probs = torch.stack([model(pipeline(v)).float().softmax(1) for v in tta_views(x, tta)])
+                    out = probs.mean(0).log()
             logits.append(out.float().cpu())
             labels.append(y)
     finally:

@@ -274,3 +274,38 @@ def test_eval_cli_tta_on_a_run(tmp_path):
     assert 0 <= _json.loads(res.stdout)["top1"] <= 1
     bad = CliRunner().invoke(app, ["eval", run, "--tta", "mirror"])
     assert bad.exit_code != 0 and "--tta" in bad.output
+
+
+# ------------------------------------------------------------------ lr-find
+
+def test_lr_find_curve_has_the_documented_shape_and_leaves_no_run(tmp_path, monkeypatch):
+    from cnntool.lrfind import lr_find, suggest
+
+    monkeypatch.chdir(tmp_path)
+    r = lr_find(cfg(tmp_path, batch_size=32), start_lr=1e-6, end_lr=10.0, steps=60)
+    lrs, losses = r["lrs"], r["losses"]
+    ratios = [b / a for a, b in zip(lrs, lrs[1:])]
+    assert max(ratios) - min(ratios) < 1e-9 and ratios[0] > 1  # a geometric sweep
+    assert abs(losses[0] - math.log(10)) < 0.3  # flat at the initial loss (10 classes) ...
+    assert min(losses) < losses[0] - 0.02  # ... a descent ...
+    assert r["stopped_early"] and losses[-1] > 4 * min(losses) * 0.999  # ... then it blows up and stops
+    assert 1e-6 < r["suggestion"] < lrs[-1]
+    assert r["suggestion"] < r["min_loss_lr"] * 1.0001  # steepest descent comes before the minimum
+    assert not (tmp_path / "runs").exists()
+    # the rule on a hand-made curve: the steepest drop is between lr 1e-3 and 1e-2
+    toy_lrs = [10.0 ** e for e in range(-6, 2)]
+    assert suggest(toy_lrs, [2.3, 2.3, 2.29, 2.0, 1.0, 0.9, 0.95, 5.0]) in (1e-3, 1e-2)
+
+
+def test_lr_find_cli_prints_the_suggestion_and_writes_the_plot(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cnntool.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["lr-find", "--steps", "30", "--threads", "1", "--plot", "lr.png", "-q"])
+    assert res.exit_code == 0, res.output
+    assert float(res.stdout.strip()) > 0 and (tmp_path / "lr.png").stat().st_size > 1000
+    assert not (tmp_path / "runs").exists()
+    bad = CliRunner().invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1"])
+    assert bad.exit_code == 2 and "--start-lr" in bad.output

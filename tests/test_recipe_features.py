@@ -309,3 +309,47 @@ def test_lr_find_cli_prints_the_suggestion_and_writes_the_plot(tmp_path, monkeyp
     assert not (tmp_path / "runs").exists()
     bad = CliRunner().invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1"])
     assert bad.exit_code == 2 and "--start-lr" in bad.output
+
+
+# ------------------------------------------------------------------ timm models
+
+def test_timm_models_build_list_and_split_into_stages():
+    from cnntool.finetune.blocks import blocks
+    from cnntool.models import create_model, get_model_info, list_models
+
+    assert "timm:resnet18" in list_models(include_namespaces=True)
+    info = get_model_info("timm:convnext_atto")
+    assert info.default_size == 288 or info.default_size == 224
+    model = create_model("timm:convnext_atto", 7, 1)
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
+    names = [n for n, _ in blocks(model)]
+    assert names[1:4] == ["stages.0", "stages.1", "stages.2"] and names[-1] == "head.fc"
+    with pytest.raises(ConfigError, match="not a timm model"):
+        get_model_info("timm:no_such_net")
+
+
+def test_timm_imagenet_weights_offline_name_what_to_fetch_and_cfg_goes_into_the_spec(monkeypatch, tmp_path):
+    from cnntool.errors import CheckpointError
+    from cnntool.finetune import weights as W
+    from cnntool.models.timm import pretrained_cfg
+
+    monkeypatch.setenv("CNNTOOL_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(W, "_hf_cached", lambda repo, f: None)
+    with pytest.raises(CheckpointError) as e:
+        W.resolve_source("imagenet", "timm:resnet18")
+    msg = str(e.value)
+    assert "timm/resnet18.a1_in1k" in msg and "model.safetensors" in msg and "\n" not in msg
+    pre = W.timm_preprocessing(pretrained_cfg("resnet18"))
+    assert pre.input_size == [224, 224] and pre.crop_pct == 0.95 and pre.interpolation == "bicubic"
+    assert pre.mean == [0.485, 0.456, 0.406]
+    # a cached safetensors file is read (no pickle) into a Source with timm's preprocessing
+    from safetensors.torch import save_file
+
+    from cnntool.models import create_model
+
+    f = tmp_path / "model.safetensors"
+    save_file(create_model("timm:resnet18", 1000, 3).state_dict(), str(f))
+    monkeypatch.setattr(W, "_hf_cached", lambda repo, name: f)
+    src = W.resolve_source("imagenet", "timm:resnet18")
+    assert src.kind == "imagenet" and "fc.weight" in src.state and src.preprocessing.crop_pct == 0.95

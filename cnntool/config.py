@@ -21,6 +21,11 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 MONITORS = ("val_acc", "val_loss")
 AMP_MODES = ("none", "bf16", "fp16")
+SAMPLERS = ("none", "balanced")
+TTA_MODES = ("none", "flip", "flip-crop")  # eval --tta: mean of the softmax over these views
+# Automatic augmentation policies (torchvision.transforms.v2), applied per sample on uint8; --augment accepts them.
+AUGMENT_POLICIES = ("trivialaugment", "randaugment", "autoaugment", "augmix")
+EMA_DECAY_DEFAULT = 0.999
 CONV_IMPLS = ("torch", "numba")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "gelu", "silu", "mish")
 STRATEGIES = ("full", "linear", "bn", "last-k", "gradual")
@@ -38,6 +43,7 @@ AUGMENT_PRESETS = {
     "standard": {"crop_pad": 4, "hflip": True, "color_jitter": 0.2, "cutout": 8},
     "strong": {"rrc": 0.35, "hflip": True, "rotate": 15.0, "color_jitter": 0.3, "cutout": 12, "blur": 0.5},
     "digits": {"crop_pad": 2, "rotate": 10.0},
+    **{name: {"policy": name, "hflip": True} for name in AUGMENT_POLICIES},
 }
 
 
@@ -61,6 +67,7 @@ class DataConfig:
     cutout: int = 0
     blur: float = 0.0
     noise: float = 0.0
+    random_erasing: float = 0.0
 
     def validate(self) -> None:
         _finite(self, "val_fraction", "test_fraction", "rotate", "color_jitter", "rrc", "blur", "noise")
@@ -79,12 +86,15 @@ class DataConfig:
         _check(0 <= self.cutout <= MAX_IMG_SIZE, "--cutout", self.cutout, f"must be in 0..{MAX_IMG_SIZE} pixels")
         _check(0.0 <= self.blur <= 1.0, "--blur", self.blur, "is a probability, in [0, 1]")
         _check(0.0 <= self.noise < 1.0, "--noise", self.noise, "is a probability, in [0, 1)")
+        _finite(self, "random_erasing")
+        _check(0.0 <= self.random_erasing <= 1.0, "--random-erasing", self.random_erasing,
+               "is a probability, in [0, 1]")
 
     def augmentations(self) -> dict[str, Any]:
         """The resolved augmentation options: the preset, overridden by explicit flags."""
         ops = dict(AUGMENT_PRESETS.get(self.augment or "none", {}))
         defaults = DataConfig()
-        for key in ("crop_pad", "hflip", "rotate", "color_jitter", "rrc", "cutout", "blur", "noise"):
+        for key in ("crop_pad", "hflip", "rotate", "color_jitter", "rrc", "cutout", "blur", "noise", "random_erasing"):
             value = getattr(self, key)
             if value != getattr(defaults, key):
                 ops[key] = value
@@ -147,8 +157,28 @@ class TrainConfig:
     log: str | None = None
     mlflow_uri: str | None = None
     log_group: str | None = None
+    # the modern recipe (issue 16)
+    ema: bool = False
+    ema_decay: float = EMA_DECAY_DEFAULT
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    class_weights: str | None = None
+    sampler: str = "none"
+    accum_steps: int = 1
+    time: float = 0.0
 
     def validate(self) -> None:
+        _finite(self, "ema_decay", "mixup", "cutmix", "mix_prob", "time")
+        _check(0.0 < self.ema_decay < 1.0, "--ema-decay", self.ema_decay, "must be in (0, 1)")
+        _check(self.mixup >= 0, "--mixup", self.mixup, "is a Beta(alpha, alpha) parameter, must be >= 0 (0 = off)")
+        _check(self.cutmix >= 0, "--cutmix", self.cutmix, "is a Beta(alpha, alpha) parameter, must be >= 0 (0 = off)")
+        _check(0.0 <= self.mix_prob <= 1.0, "--mix-prob", self.mix_prob, "is a probability, in [0, 1]")
+        _check(self.sampler in SAMPLERS, "--sampler", self.sampler, f"must be one of {', '.join(SAMPLERS)}")
+        _check(1 <= self.accum_steps <= 4096, "--accum-steps", self.accum_steps, "must be in 1..4096")
+        _check(self.time >= 0, "--time", self.time, "must be >= 0 minutes (0 = no limit)")
+        _check(self.class_weights is None or bool(self.class_weights.strip()), "--class-weights",
+               self.class_weights, "must be auto or a file")
         _finite(self, "lr", "weight_decay", "momentum", "warmup_epochs", "gamma", "label_smoothing", "grad_clip")
         _check(self.epochs >= 1, "--epochs", self.epochs, "must be >= 1")
         _check(self.batch_size >= 1, "--batch-size", self.batch_size, "must be >= 1")

@@ -40,7 +40,7 @@ def default_eval_dir(run: LoadedRun, split: str) -> Path:
 
 def evaluate_run(target: str | Path, data: str | None = None, split: str = "test", out: str | Path | None = None,
                  data_dir: str | None = None, which: str = "best", device: str = "cpu", batch_size: int = 256,
-                 top_wrong: int = 10, plots: bool = True,
+                 top_wrong: int = 10, plots: bool = True, tta: str = "none",
                  progress: Callable[[str, int, int], None] | None = None) -> EvalResult:
     """Evaluate a run directory or checkpoint on a split of its data and write the results.
 
@@ -54,7 +54,7 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str = "test
     run = load_run(target, which, device)
     bundle = load_run_data(run, data, data_dir, progress)
     part = bundle.split(split)
-    logits, labels = run_logits(run, part, device, batch_size)
+    logits, labels = run_logits(run, part, device, batch_size, tta=tta)
     paths = getattr(part, "paths", None)
     m = compute_metrics(logits, labels, run.spec.class_names, top_wrong, paths)
     out_dir = Path(out) if out is not None else default_eval_dir(run, split)

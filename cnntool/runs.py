@@ -93,13 +93,19 @@ def check_split(split: str) -> str:
 
 
 def run_logits(run: LoadedRun, part, device: str | torch.device = "cpu",
-               batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels of the run's model on one split, preprocessed with the spec's mean/std."""
+               batch_size: int = 256, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of the run's model on one split, preprocessed with the spec's mean/std
+    (``tta``: one of cnntool.config.TTA_MODES, the mean softmax over flipped/cropped views)."""
+    from cnntool.config import TTA_MODES
+    from cnntool.errors import ConfigError
+
+    if tta not in TTA_MODES:
+        raise ConfigError(f"--tta {tta!r} must be one of {', '.join(TTA_MODES)}")
     from cnntool.data.pipeline import BatchPipeline
     from cnntool.training.evaluate import predict_logits
 
     pipeline = BatchPipeline(run.spec.mean, run.spec.std, device=device)
-    logits, labels = predict_logits(run.model, part, pipeline, batch_size)
+    logits, labels = predict_logits(run.model, part, pipeline, batch_size, tta=tta)
     if logits.numel() == 0:
         logits = torch.zeros(0, run.spec.num_classes)
     return logits, labels

@@ -27,6 +27,7 @@ MAX_CLASSES = 1_000_000
 CROP_PCT_DEFAULT = 1.0
 INTERPOLATION_DEFAULT = "bilinear"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
+WEIGHTS_KINDS = ("raw", "ema")  # what a checkpoint's "model" holds: the trained weights, or their EMA (--ema)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ModelSpec:
     # the resized image (1.0: resize straight to input_size), then centre-crop.
     crop_pct: float = CROP_PCT_DEFAULT
     interpolation: str = INTERPOLATION_DEFAULT
+    weights: str = "raw"  # one of WEIGHTS_KINDS
     cnntool_version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,5 +139,7 @@ def _validate(v: dict[str, Any]) -> None:
         raise bad("crop_pct", f"{crop!r} must be in [0.05, 1]")
     if v.get("interpolation", INTERPOLATION_DEFAULT) not in INTERPOLATIONS:
         raise bad("interpolation", f"{v.get('interpolation')!r} must be one of {', '.join(INTERPOLATIONS)}")
+    if v.get("weights", "raw") not in WEIGHTS_KINDS:
+        raise bad("weights", f"{v.get('weights')!r} must be one of {', '.join(WEIGHTS_KINDS)}")
     if not isinstance(v.get("model_kwargs", {}), dict):
         raise bad("model_kwargs", "must be a mapping")

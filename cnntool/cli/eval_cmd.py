@@ -25,6 +25,8 @@ def eval_command(
     top_wrong: Annotated[int, typer.Option("--top-wrong", min=0, help="How many most confidently wrong examples.")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size.")] = 256,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    tta: Annotated[str, typer.Option("--tta", help="Test-time augmentation: none, flip (mean softmax of image + "
+                                     "mirror) or flip-crop (those two and their 4 corner shifts).")] = "none",
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write the CSV/JSON files only.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print every result as one JSON object on stdout.")] = False,
     classes: Annotated[Optional[str], typer.Option("--classes", help="ONNX file without cnntool metadata: "
@@ -60,8 +62,8 @@ def eval_command(
     if is_onnx_path(target):
         from cnntool.export.onnx_eval import evaluate_onnx
 
-        if which != "best" or device != "cpu":
-            flag = "--which" if which != "best" else "--device"
+        if which != "best" or device != "cpu" or tta != "none":
+            flag = "--which" if which != "best" else "--device" if device != "cpu" else "--tta"
             raise ConfigError(f"{flag} applies to runs and checkpoints; {target} runs on onnxruntime's CPU provider")
         result = evaluate_onnx(target, data=data, split=split, out=out, data_dir=data_dir, batch_size=batch_size,
                                top_wrong=top_wrong, plots=not no_plots, threads=threads, classes=classes,
@@ -76,7 +78,7 @@ def eval_command(
 
         dev = str(resolve_device(device))
         result = evaluate_run(target, data=data, split=split, out=out, data_dir=data_dir, which=which, device=dev,
-                              batch_size=batch_size, top_wrong=top_wrong, plots=not no_plots)
+                              batch_size=batch_size, top_wrong=top_wrong, plots=not no_plots, tta=tta)
     if json:
         print_json(result.to_dict())
         return

@@ -15,6 +15,7 @@ from cnntool.cli import (
     eval_cmd,
     export_cmd,
     finetune,
+    lr_find,
     predict,
     recipe,
     report,
@@ -58,6 +59,7 @@ def main(
 app.command("train")(train.train)
 app.command("conv-test")(conv_test.conv_test)
 app.command("finetune")(finetune.finetune)
+app.command("lr-find")(lr_find.lr_find)
 app.command("eval")(eval_cmd.eval_command)
 app.command("export")(export_cmd.export)
 app.command("predict")(predict.predict)

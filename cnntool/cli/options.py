@@ -19,6 +19,7 @@ from cnntool import config as C
 
 _DATA, _AUG, _MODEL, _OPT, _RUN, _OUT, _FT = ("Data", "Augmentation", "Model", "Optimisation", "Run", "Output",
                                               "Fine-tuning")
+_RECIPE, _SPEED = "Recipe (EMA, mixing, imbalance, budget)", "Speed"
 
 
 def _names(values) -> str:
@@ -51,7 +52,11 @@ DECLARED: dict[type, dict[str, Declared | None]] = {  # None: a config field wit
                                                            "split."),
         "split_seed": _d(_DATA, "--split-seed", help="Seed of the train/val/test split."),
         "workers": _d(_DATA, "--workers", help="DataLoader workers for large folder data sets."),
-        "augment": _d(_AUG, "--augment", help=f"Preset: {_names(C.AUGMENT_PRESETS)}."),
+        "augment": _d(_AUG, "--augment", help=f"Preset: {_names(C.AUGMENT_PRESETS)}. The policies "
+                                              f"({_names(C.AUGMENT_POLICIES)}: torchvision transforms.v2, plus a flip) "
+                                              "run per sample on uint8; every other op runs batch-at-a-time."),
+        "random_erasing": _d(_AUG, "--random-erasing", help="Probability of erasing one random rectangle per image "
+                                                            "(torchvision RandomErasing, batch-at-a-time)."),
         "crop_pad": _d(_AUG, "--crop-pad", help="Random crop after zero padding of N pixels."),
         "hflip": _d(_AUG, "--hflip", help="Random horizontal flip."),
         "rotate": _d(_AUG, "--rotate", help="Random rotation up to ± degrees."),
@@ -92,9 +97,26 @@ DECLARED: dict[type, dict[str, Declared | None]] = {  # None: a config field wit
         "patience": _d(_OPT, "--patience", help="Early stopping after N epochs without improvement (0 = off)."),
         "threads": _d(_OPT, "--threads", help="CPU threads (default: all cores)."),
         "device": _d(_OPT, "--device", help="auto, cpu, cuda, cuda:N."),
-        "amp": _d(_OPT, "--amp", help=f"Mixed precision: {_names(C.AMP_MODES)}."),
-        "channels_last": _d(_OPT, "--channels-last", help="channels_last memory format."),
-        "compile": _d(_OPT, "--compile", help="torch.compile the model."),
+        "amp": _d(_SPEED, "--amp", help=f"Mixed precision: {_names(C.AMP_MODES)} (bf16 works on CPU too; refused on a "
+                                        "CPU without bf16)."),
+        "channels_last": _d(_SPEED, "--channels-last", help="channels_last memory format (CPU and CUDA)."),
+        "compile": _d(_SPEED, "--compile", help="torch.compile the model."),
+        "ema": _d(_RECIPE, "--ema", help="Keep an exponential moving average of the weights; it is evaluated, picks "
+                                         "best.pt and is what eval/export use."),
+        "ema_decay": _d(_RECIPE, "--ema-decay", help="EMA decay, reached after a timm-style warm-up "
+                                                     "(decay_t = min(decay, 1 - (1 + t)^-2/3))."),
+        "mixup": _d(_RECIPE, "--mixup", help="Mixup Beta(alpha, alpha) on whole batches (0 = off, e.g. 0.2)."),
+        "cutmix": _d(_RECIPE, "--cutmix", help="CutMix Beta(alpha, alpha) on whole batches (0 = off, e.g. 1.0); with "
+                                               "--mixup each batch gets one of the two."),
+        "mix_prob": _d(_RECIPE, "--mix-prob", help="Probability that a batch is mixed."),
+        "class_weights": _d(_RECIPE, "--class-weights", help="Loss weight per class: auto (inverse frequency, "
+                                                             "n / (k * n_c)) or a JSON file (list, or {class: w})."),
+        "sampler": _d(_RECIPE, "--sampler", help=f"{_names(C.SAMPLERS)}; balanced draws every class equally often "
+                                                 "(with replacement)."),
+        "accum_steps": _d(_RECIPE, "--accum-steps", help="Gradient accumulation: one optimizer step per N batches "
+                                                         "(= an N× larger batch)."),
+        "time": _d(_RECIPE, "--time", help="Wall-clock budget in minutes: stop cleanly, with a final evaluation "
+                                           "(0 = none)."),
         "log": _d(_RUN, "--log", help=f"Track the run: a comma list of {_names(C.TRACKERS)} (each an extra: pip "
                                       "install 'cnntool\\[tensorboard]' ...). Per evaluation point losses, accuracies "
                                       "and lr; the options, final metrics and confusion matrix at the end."),

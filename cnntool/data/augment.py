@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-OPS = ("crop_pad", "hflip", "rotate", "rrc", "color_jitter", "blur", "noise", "cutout")
+OPS = ("policy", "crop_pad", "hflip", "rotate", "rrc", "color_jitter", "blur", "noise", "cutout", "random_erasing")
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
@@ -122,7 +122,71 @@ def cutout(x: torch.Tensor, size: int, g: torch.Generator, fill: torch.Tensor | 
     return torch.where(box[:, None], torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
 
 
-FLOAT_OPS = ("rotate", "rrc", "color_jitter", "blur", "noise", "cutout")
+def random_erasing(x: torch.Tensor, p: float, g: torch.Generator, fill: float = 0.5) -> torch.Tensor:
+    """With probability p per image, erase one rectangle (area 2..33 %, aspect 0.3..3.3, as torchvision's
+    RandomErasing) — all images in one masked op; a rectangle that would not fit is clipped at the border."""
+    n, _, h, w = x.shape
+    dev = x.device
+    hit = (torch.rand(n, generator=g) < p).to(dev)
+    area = _uniform(n, 0.02, 0.33, g, dev) * (h * w)
+    ratio = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g, dev))
+    eh = torch.sqrt(area * ratio).round().clamp(1, h)
+    ew = torch.sqrt(area / ratio).round().clamp(1, w)
+    top = (torch.rand(n, generator=g).to(dev) * (h - eh + 1)).floor()
+    left = (torch.rand(n, generator=g).to(dev) * (w - ew + 1)).floor()
+    ys = torch.arange(h, device=dev)[None, :, None]
+    xs = torch.arange(w, device=dev)[None, None, :]
+    box = ((ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None])
+           & (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None]) & hit[:, None, None])
+    return torch.where(box[:, None], torch.as_tensor(fill, dtype=x.dtype, device=dev), x)
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """Test-time views of a batch (cnntool.config.TTA_MODES): ``flip`` = the batch and its mirror image;
+    ``flip-crop`` = those two, each also shifted to the four corners of a zero-padded copy (pad = side/16)."""
+    if mode == "none":
+        return [x]
+    views = [x, x.flip(3)]
+    if mode == "flip-crop":
+        h, w = x.shape[-2:]
+        d = max(1, min(h, w) // 16)
+        for base in (x, x.flip(3)):
+            padded = F.pad(base, (d, d, d, d))
+            views += [padded[..., dy:dy + h, dx:dx + w] for dy in (0, 2 * d) for dx in (0, 2 * d)]
+    return views
+
+
+def policy_transform(name: str):
+    """The torchvision transforms.v2 policy of ``name`` (cnntool.config.AUGMENT_POLICIES)."""
+    from torchvision.transforms import v2
+
+    return {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
+            "autoaugment": v2.AutoAugment, "augmix": v2.AugMix}[name]()
+
+
+_POLICIES: dict[str, Any] = {}
+
+
+def apply_policy(x: torch.Tensor, name: str, g: torch.Generator) -> torch.Tensor:
+    """One independent draw of the policy per image (v2 samples one op per call, so a whole-batch call would
+    give every image the same op). torchvision draws from the global RNG: it is forked and seeded from ``g``,
+    so the result depends only on the seed, and the caller's global RNG is untouched."""
+    if x.dtype != torch.uint8:
+        raise ValueError("augmentation policies run on uint8 images")
+    tf = _POLICIES.get(name) or _POLICIES.setdefault(name, policy_transform(name))
+    seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    gray = x.shape[1] == 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = torch.empty_like(x)
+        for i in range(x.shape[0]):
+            img = x[i].expand(3, -1, -1) if gray else x[i]  # the policies' colour ops expect RGB
+            res = tf(img)
+            out[i] = res[:1] if gray else res
+    return out
+
+
+FLOAT_OPS = ("rotate", "rrc", "color_jitter", "blur", "noise", "cutout", "random_erasing")
 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
@@ -130,10 +194,13 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply(x: torch.Tensor, ops: dict[str, Any], g: torch.Generator) -> torch.Tensor:
-    """Apply the configured ops in a fixed order: crop, flip, affine, colour, blur, noise, cutout.
+    """Apply the configured ops in a fixed order: policy, crop, flip, affine, colour, blur, noise, cutout,
+    random erasing.
 
     ``x`` is uint8 (0..255) or float (0..1); the result is uint8 only if no float op ran.
     """
+    if ops.get("policy"):
+        x = apply_policy(x, str(ops["policy"]), g)
     if ops.get("crop_pad"):
         x = random_crop(x, int(ops["crop_pad"]), g)
     if ops.get("hflip"):
@@ -150,4 +217,6 @@ def apply(x: torch.Tensor, ops: dict[str, Any], g: torch.Generator) -> torch.Ten
         x = salt_and_pepper(x, float(ops["noise"]), g)
     if ops.get("cutout"):
         x = cutout(x, int(ops["cutout"]), g, fill=0.5)
+    if ops.get("random_erasing"):
+        x = random_erasing(x, float(ops["random_erasing"]), g)
     return x

@@ -5,6 +5,10 @@
 * ``imagenet`` (or a weights-enum name such as ``IMAGENET1K_V2``): torchvision's weights for a ``tv:``
   model, read from the torch hub cache (``$TORCH_HOME/hub/checkpoints/<file>``) and downloaded there when
   online. Offline (or with ``CNNTOOL_OFFLINE=1``) and no cached file: one line naming the file.
+* ``imagenet`` for a ``timm:`` model: timm's default pretrained weights (its ``pretrained_cfg``), read from
+  the Hugging Face hub cache (``model.safetensors`` of the cfg's ``hf_hub_id``); with no cached file, one
+  line naming the repository and file to fetch and where they go. Its input size, mean/std, crop_pct and
+  interpolation go into the ModelSpec.
 * a cnntool run directory or checkpoint (``cnntool train`` / ``cnntool finetune``): its spec names the
   architecture and options, so ``--model`` is not needed.
 * a torchvision-format ``state_dict`` file (``torch.save(model.state_dict(), ...)``), with ``--model``.
@@ -27,6 +31,7 @@ from torch import nn
 
 from cnntool.errors import CheckpointError, ConfigError, ModelError, first_line
 from cnntool.spec import INTERPOLATION_DEFAULT
+from cnntool.models.timm import TIMM_PREFIX
 from cnntool.models.tv import TV_PREFIX
 from cnntool.models.heads import adapt_conv_weight
 from cnntool.spec import ModelSpec
@@ -149,6 +154,8 @@ def hub_file(weights) -> Path:
 
 def _imagenet(which: str, arch: str) -> Source:
     arch, kwargs = _unwrap(arch, {})
+    if arch.startswith(TIMM_PREFIX):
+        return _timm_imagenet(which, arch, kwargs)
     weights = _weights_enum(arch, which)
     file = hub_file(weights)
     if not file.is_file():
@@ -163,6 +170,59 @@ def _imagenet(which: str, arch: str) -> Source:
         raise CheckpointError(f"{file}: not a state_dict")
     return Source("imagenet", which, arch, kwargs, _plain_state_dict(state, file), _preprocessing(weights),
                   None, str(file))
+
+
+def timm_preprocessing(cfg: dict[str, Any]) -> Preprocessing:
+    """A timm pretrained_cfg -> input size, crop_pct, mean/std, interpolation."""
+    size = [int(v) for v in (cfg.get("input_size") or (3, 224, 224))[-2:]]
+    interp = str(cfg.get("interpolation") or INTERPOLATION_DEFAULT)
+    return Preprocessing(size, float(cfg.get("crop_pct") or 1.0), [float(v) for v in cfg["mean"]],
+                         [float(v) for v in cfg["std"]], interp if interp in ("bilinear", "bicubic", "nearest")
+                         else "bilinear", f"timm pretrained_cfg {cfg.get('architecture', '')}.{cfg.get('tag', '')}")
+
+
+def _timm_imagenet(which: str, arch: str, kwargs: dict[str, Any]) -> Source:
+    """timm's weights from the Hugging Face cache (safetensors: no pickle at all)."""
+    from cnntool.models.timm import pretrained_cfg
+
+    name = arch[len(TIMM_PREFIX):]
+    if which.lower() not in ("imagenet", "default"):
+        raise ConfigError(f"--weights {which}: timm models take --weights imagenet (timm's default pretrained tag)")
+    cfg = pretrained_cfg(name)
+    repo = cfg.get("hf_hub_id")
+    if not repo:
+        raise ConfigError(f"--weights imagenet: timm:{name} has no Hugging Face weights in timm's pretrained_cfg")
+    file = _hf_cached(repo, "model.safetensors")
+    if file is None:
+        home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+        raise CheckpointError(f"--weights imagenet: timm:{name} weights are not cached; fetch model.safetensors "
+                              f"of https://huggingface.co/{repo} (e.g. `huggingface-cli download {repo} "
+                              f"model.safetensors`) into the hub cache under {home}/hub")
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(file))
+    except Exception as e:  # noqa: BLE001 - any decoding failure means an unusable file
+        raise CheckpointError(f"{file}: not a readable safetensors file ({first_line(e, 160)})") from None
+    return Source("imagenet", which, arch, kwargs, state, timm_preprocessing(cfg), None, str(file))
+
+
+def _hf_cached(repo: str, filename: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo, filename)
+    if isinstance(found, str) and Path(found).is_file():
+        return Path(found)
+    if os.environ.get(OFFLINE_ENV, "") in ("", "0"):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(repo, filename))
+        except Exception:  # noqa: BLE001 - offline, or the hub refused: the caller names what to fetch
+            return None
+    return None
 
 
 def _download(url: str, file: Path, which: str) -> None:

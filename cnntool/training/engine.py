@@ -29,7 +29,9 @@ from cnntool.errors import CheckpointError, ConfigError, TrainingError, first_li
 from cnntool.spec import ModelSpec
 from cnntool.training import distributed
 from cnntool.training.checkpoint import load_checkpoint, save_checkpoint
-from cnntool.training.evaluate import autocast
+from cnntool.training.evaluate import autocast, check_amp
+from cnntool.training.ema import WeightEMA
+from cnntool.training.mixing import BatchMixer, balanced_order, class_weights
 from cnntool.training.events import Reporter
 from cnntool.training.optim import build_optimizer, build_scheduler
 from cnntool.fileio import clean_stale_temp
@@ -120,6 +122,9 @@ class Trainer:
         setup, tcfg = self.setup, self.tcfg
         self.dist = distributed.init_distributed(tcfg.device)  # torchrun: DDP; else a no-op
         self.device = self.dist.device(resolve_device(tcfg.device))
+        check_amp(self.device, tcfg.amp)
+        if tcfg.ema and setup.spec.weights != "ema":
+            setup.spec = setup.spec.replace(weights="ema")
         self.rank_batch = self.dist.check_batch(tcfg.batch_size)
         if not self.dist.is_main:
             self.reporter = Reporter()  # only rank 0 reports
@@ -134,7 +139,15 @@ class Trainer:
         self.val_split = setup.data.split("val")
         if len(self.train_split) == 0:
             raise ConfigError("the training split is empty")
-        self.steps_per_epoch = self.train_split.num_batches(tcfg.batch_size, drop_last=True)
+        batches = self.train_split.num_batches(tcfg.batch_size, drop_last=True)
+        if batches < tcfg.accum_steps:
+            raise ConfigError(f"--accum-steps {tcfg.accum_steps} is more than the {batches} batches of an epoch")
+        self.steps_per_epoch = batches // tcfg.accum_steps  # optimizer steps; leftover batches are dropped
+        k = setup.spec.num_classes
+        self.mixer = BatchMixer(k, tcfg.mixup, tcfg.cutmix, tcfg.mix_prob)
+        self.loss_weight = class_weights(tcfg.class_weights, self.train_split.labels, setup.spec.class_names
+                                         ).to(self.device) if tcfg.class_weights else None
+        self.ema = WeightEMA(model, tcfg.ema_decay) if tcfg.ema else None
         params = setup.param_groups or [{"params": list(model.parameters())}]
         self.optimizer = build_optimizer(params, tcfg)
         self.scheduler = build_scheduler(self.optimizer, tcfg, self.steps_per_epoch)
@@ -210,11 +223,14 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch, "device": str(self.device), "threads": torch.get_num_threads(),
             "augmentations": self.cfg.data.augmentations(), "world_size": self.dist.world_size, **setup.info})
         stopped_early = False
+        self.out_of_time = False
         for epoch in range(start_epoch, tcfg.epochs):
             self._train_epoch(epoch)
             self._save_last(epoch + 1)
             if tcfg.patience and self.bad_epochs >= tcfg.patience:
                 stopped_early = True
+                break
+            if self.out_of_time:
                 break
         return self._finish(stopped_early)
 
@@ -233,16 +249,35 @@ class Trainer:
         self.reporter.on_epoch_start(epoch + 1, self.steps_per_epoch)
         t0 = time.perf_counter()
         self._reset_running()
+        order = balanced_order(self.train_split.labels, self.setup.spec.num_classes, gen) \
+            if tcfg.sampler == "balanced" else None
         if self.dist.enabled:  # same permutation on every rank, each takes its slice of each global batch
-            order = self.dist.shard_order(torch.randperm(len(self.train_split), generator=gen), tcfg.batch_size)
+            if order is None:
+                order = torch.randperm(len(self.train_split), generator=gen)
+            order = self.dist.shard_order(order, tcfg.batch_size)
             batches = self.train_split.batches(self.rank_batch, indices=order)
             gen = torch.Generator().manual_seed(self.dist.rank_seed(seed + 1))  # per-rank augmentation
         else:
-            batches = self.train_split.batches(tcfg.batch_size, shuffle=True, generator=gen, drop_last=True)
-        for i, (x, y) in enumerate(batches):
-            loss = self._train_step(self.pipeline(x, train=True, generator=gen), y.to(self.device))
+            batches = self.train_split.batches(tcfg.batch_size, shuffle=True, generator=gen, drop_last=True,
+                                               indices=order)
+        accum, budget = tcfg.accum_steps, tcfg.time * 60.0
+        for j, (x, y) in enumerate(batches):
+            if j >= self.steps_per_epoch * accum:
+                break
+            x = self.pipeline(x, train=True, generator=gen)
+            y = y.to(self.device)
+            target = None
+            if self.mixer.enabled:
+                x, target = self.mixer(x, y, gen)
+            loss = self._train_step(x, y, target, first=j % accum == 0, last=(j + 1) % accum == 0)
+            if (j + 1) % accum:
+                continue
+            i = j // accum
             self.reporter.on_step(epoch + 1, i + 1, self.steps_per_epoch, loss)
             last_in_epoch = i + 1 == self.steps_per_epoch
+            if budget and not self.dist.all_true(self.elapsed + time.perf_counter() - t0 < budget):
+                self.out_of_time = True  # the epoch ends here: final evaluation and checkpoints as usual
+                break
             if tcfg.eval_every and self.global_step % tcfg.eval_every == 0 and not last_in_epoch:
                 self.elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -254,28 +289,37 @@ class Trainer:
         row = self._eval_point(epoch_end=True)
         self.reporter.on_epoch_end(epoch + 1, row)
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None,
+                    first: bool = True, last: bool = True) -> float:
+        """One batch: forward, backward; with ``last`` also the optimizer step (--accum-steps batches each).
+        ``target``: soft targets (mixup/cutmix); accuracy then counts the dominant label."""
         tcfg = self.tcfg
         with autocast(self.device, tcfg.amp):
             out = self.forward_model(x)
-            loss = F.cross_entropy(out.float(), y, label_smoothing=tcfg.label_smoothing)
-        self.global_step += 1
+            loss = loss_fn(out, y if target is None else target, tcfg.label_smoothing, self.loss_weight)
+        step = self.global_step + 1
         if not self.dist.all_true(bool(torch.isfinite(loss))):  # all ranks stop together
             kept = "the last good checkpoint is kept" if self.wrote_checkpoint else "no checkpoint was written"
-            raise TrainingError(f"non-finite loss at step {self.global_step}; {kept} "
+            raise TrainingError(f"non-finite loss at step {step}; {kept} "
                                 f"(try a lower --lr, or check the augmentation options)")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if tcfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        if first:
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss / tcfg.accum_steps if tcfg.accum_steps > 1 else loss).backward()
+        if last:
+            self.global_step = step
+            if tcfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
         value = loss.item()
         n = len(y)
         self.run_loss += value * n
-        self.run_correct += int((out.argmax(1) == y).sum())
+        labels = y if target is None else target.argmax(1)
+        self.run_correct += int((out.argmax(1) == labels).sum())
         self.run_n += n
         return value
 
@@ -284,7 +328,7 @@ class Trainer:
 
     def _eval_point(self, epoch_end: bool) -> dict[str, Any]:
         self.dist.broadcast_state(self.model, buffers_only=True)  # evaluate rank 0's BatchNorm statistics
-        val = self.dist.evaluate(self.model, self.val_split, self.pipeline, amp=self.tcfg.amp)
+        val = self.dist.evaluate(self.eval_model, self.val_split, self.pipeline, amp=self.tcfg.amp)
         run_loss, run_correct, run_n = self.dist.sum(self.run_loss, self.run_correct, self.run_n)
         row = {
             "step": self.global_step,
@@ -312,9 +356,18 @@ class Trainer:
         self.reporter.on_eval(row, better)
         return row
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is evaluated, picks best.pt and is deployed: the EMA weights with --ema, else the weights."""
+        return self.ema.module if self.ema is not None else self.model
+
     def _payload(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {"spec": self.setup.spec.to_dict(), "command": self.setup.command, "options": self._options(),
-                "model": self.model.state_dict(), "step": self.global_step, "metrics": row}
+        payload = {"spec": self.setup.spec.to_dict(), "command": self.setup.command, "options": self._options(),
+                   "model": self.eval_model.state_dict(), "step": self.global_step, "metrics": row}
+        if self.ema is not None:  # "model" holds the EMA weights (spec.weights == "ema"); the raw ones beside
+            payload["raw_model"] = self.model.state_dict()
+            payload["ema_updates"] = int(self.ema.averaged.n_averaged)
+        return payload
 
     def _save(self, name: str, row: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -363,8 +416,14 @@ class Trainer:
             value = state[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise bad(f"trainer.{key}", f"{value!r} must be a number")
+        if self.ema is not None and ("raw_model" not in ckpt or not isinstance(ckpt.get("ema_updates"), int)):
+            raise bad("raw_model", "is missing (the run was trained without --ema)")
         try:
-            self.model.load_state_dict(ckpt["model"])
+            if self.ema is not None:
+                self.model.load_state_dict(ckpt["raw_model"])
+                self.ema.load_state_dict({"model": ckpt["model"], "n_averaged": ckpt["ema_updates"]})
+            else:
+                self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             if ckpt.get("scaler"):
@@ -394,6 +453,8 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "epochs_run": round(self.global_step / self.steps_per_epoch, 4),
             "stopped_early": stopped_early,
+            "stopped_by_time": self.out_of_time,
+            "weights": "ema" if self.ema is not None else "raw",
             "val_loss": last_row["val_loss"], "val_acc": last_row["val_acc"],
             "train_loss": last_row["train_loss"], "train_acc": last_row["train_acc"],
             "test_loss": test["loss"], "test_acc": test["acc"], "test_n": test["n"],
@@ -408,6 +469,16 @@ class Trainer:
         self.dist.barrier()
         self.reporter.on_end(result)
         return result
+
+
+def loss_fn(out: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+            weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against class indices or soft targets (mixup/cutmix), with optional class weights.
+
+    Soft targets with weights: mean over the batch of -sum_c w_c t_c log p_c (torch's rule for
+    probability targets); hard targets with weights: torch's weighted mean (divided by the sum of the
+    weights of the batch's labels)."""
+    return F.cross_entropy(out.float(), target, weight=weight, label_smoothing=label_smoothing)
 
 
 def config_replace(cfg: RunConfig, **groups: dict[str, Any]) -> RunConfig:

@@ -98,7 +98,8 @@ DEFAULT_OPS = ("crop_pad", "hflip", "rotate", "rrc", "color_jitter", "blur", "no
 
 def default_strength(op: str, size: int) -> Any:
     return {"crop_pad": max(1, size // 8), "hflip": True, "rotate": 15.0, "rrc": 0.35, "color_jitter": 0.4,
-            "blur": 1.0, "noise": 0.05, "cutout": max(1, size // 4)}[op]
+            "blur": 1.0, "noise": 0.05, "cutout": max(1, size // 4), "random_erasing": 1.0,
+            "policy": "trivialaugment"}[op]
 
 
 def parse_ops(text: str | None, size: int) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def parse_ops(text: str | None, size: int) -> dict[str, Any]:
             ops[key] = default_strength(key, size)
             continue
         try:
-            ops[key] = int(value) if key in ("crop_pad", "cutout") else (
+            ops[key] = value if key == "policy" else int(value) if key in ("crop_pad", "cutout") else (
                 value.lower() in ("1", "true", "yes") if key == "hflip" else float(value))
         except ValueError:
             raise ConfigError(f"--ops: {key}={value!r} is not a number") from None
@@ -136,6 +137,8 @@ def parse_ops(text: str | None, size: int) -> dict[str, Any]:
 
 
 def _describe(op: str, v: Any) -> str:
+    if op in ("policy", "random_erasing"):  # v is a name / not for a float format
+        return str(v) if op == "policy" else "random erasing"
     return {"crop_pad": f"random crop\n(pad {v})", "hflip": "horizontal flip", "rotate": f"rotate ±{v:g}°",
             "rrc": f"resized crop\n(area ≥ {v:g})", "color_jitter": f"colour jitter {v:g}",
             "blur": "Gaussian blur", "noise": f"salt & pepper {v:g}", "cutout": f"cutout {v}×{v}"}[op]
@@ -149,6 +152,8 @@ def apply_one(x: torch.Tensor, op: str, value: Any, g: torch.Generator) -> torch
         return augment.hflip(x, g, p=1.0)
     if op == "blur":
         return augment.gaussian_blur(x, 1.0, g)
+    if op == "policy":  # the policies run on uint8
+        return augment.apply_policy((x * 255).round().to(torch.uint8), str(value), g).float() / 255.0
     return augment.apply(x, {op: value}, g)
 
 

@@ -86,27 +86,23 @@ def eval_command(
 
 
 def _render(r) -> None:
-    from rich.table import Table
+    from cnntool.cli.tables import build_table
 
     console = stderr_console()
     head = f"[bold]{r.data}[/bold] {r.split} split, n={r.n}: loss {r.loss:.4f}, top-1 {r.top1:.2%}"
     if r.top5 is not None:
         head += f", top-5 {r.top5:.2%}"
     console.print(head)
-    t = Table(title=f"per class ({r.checkpoint})")
-    for col in ("class", "precision", "recall", "F1", "support"):
-        t.add_column(col, justify="left" if col == "class" else "right")
-    for i, name in enumerate(r.class_names):
-        t.add_row(name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
-                  str(int(r.per_class["support"][i])))
-    t.add_section()
-    for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"])):
-        t.add_row(label, *(f"{avg[k]:.3f}" for k in ("precision", "recall", "f1")), str(avg["support"]))
-    console.print(t)
+    rows = [[name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
+             int(r.per_class["support"][i])] for i, name in enumerate(r.class_names)]
+    rows += [[label, *(f"{avg[k]:.3f}" for k in ("precision", "recall", "f1")), int(avg["support"])]
+             for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"]))]
+    console.print(build_table(f"per class ({r.checkpoint})", [("class", "key"), ("precision", "num"),
+                                                              ("recall", "num"), ("F1", "num"), ("support", "num")],
+                              rows, sections=(len(r.class_names),)))
     if r.confident_wrong:
-        w = Table(title="most confidently wrong")
-        for col in ("index", "true", "predicted", "confidence"):
-            w.add_column(col)
-        for it in r.confident_wrong:
-            w.add_row(str(it.get("path", it["index"])), it["true"], it["pred"], f"{it['confidence']:.1%}")
-        console.print(w)
+        rows = [[str(it.get("path", it["index"])), it["true"], it["pred"], f"{it['confidence']:.1%}"]
+                for it in r.confident_wrong]
+        console.print(build_table("most confidently wrong", [("file" if "path" in r.confident_wrong[0] else "index",
+                                                              "path"), ("true", "key"), ("predicted", "key"),
+                                                             ("confidence", "num")], rows))

@@ -234,12 +234,34 @@ def cam_applies(model: nn.Module, x: torch.Tensor) -> bool:
 CELL = (2.3, 2.6)
 
 
+SHADE = 0.35  # the darkest an image pixel gets under the heat map (0: black image pixels stay black)
+
+
+def blend(image, heat) -> "np.ndarray":
+    """The heat map's colours (jet) shaded by the image's brightness: ``rgb = jet(heat) · (SHADE + (1 - SHADE) ·
+    luminance)``. Unlike a half-transparent overlay this keeps the image's own contrast (a digit stays
+    visible under a hot spot) at every heat level. Returns (H, W, 3) floats in [0, 1]."""
+    import matplotlib
+    import numpy as np
+
+    from cnntool.viz._plot import to_display
+
+    arr, _ = to_display(image)
+    arr = arr.astype(np.float64) / (255.0 if arr.dtype == np.uint8 else 1.0)
+    lum = arr if arr.ndim == 2 else arr[..., :3] @ np.array([0.299, 0.587, 0.114])
+    heat = heat.detach().cpu().numpy() if hasattr(heat, "detach") else np.asarray(heat)
+    colours = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    return colours * (SHADE + (1 - SHADE) * np.clip(lum, 0, 1))[..., None]
+
+
 def overlay(ax, image: torch.Tensor, heat: torch.Tensor, title: str | None = None, color: str | None = None,
             alpha: float = 0.5) -> None:
-    from cnntool.viz._plot import show_image
-
-    show_image(ax, image, title, color, fontsize=8)
-    ax.imshow(heat.numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+    """``alpha`` is kept for callers of the earlier half-transparent overlay; the image now shades the colours."""
+    ax.imshow(blend(image, heat), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=8, color=color or "black")
 
 
 def cam_figsize(rows: int, cols: int) -> tuple[float, float]:
@@ -283,7 +305,7 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
         for j, m in enumerate(names):
             ax = fig.add_subplot(rows, cols, i * cols + 2 + j)
             res = results[m]
-            where = f"input of layer {res.layer}" if m == "cam" else f"layer {res.layer}"
+            where = describe_layer(run.model, res.layer, cam=m == "cam")
             overlay(ax, ex.images[i], res.heatmaps[i],
                     f"{titles[m]} for '{short(classes[p])}'" + (f"\n({where})" if i == 0 else ""))
     import matplotlib.cm as mcm
@@ -293,4 +315,19 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
     fig.colorbar(sm, ax=fig.axes, fraction=0.02, pad=0.01, label="relevance (scaled per image)")
     fig.suptitle(f"{run.spec.arch}: class activation maps of the predicted class\n(red title: wrong prediction)",
                  fontsize=11)
-    return save(fig, run.plots_dir(out_dir) / f"cam_{'_'.join(names)}.png")
+    return save(fig, run.plots_dir(out_dir) / cam_filename(names))
+
+
+def cam_filename(methods: Sequence[str]) -> str:
+    """``cam.png``, ``gradcam.png``, ``cam-gradcam.png``: the methods the figure shows, each named once."""
+    return "-".join(methods) + ".png"
+
+
+def describe_layer(model: nn.Module, name: str, cam: bool = False) -> str:
+    """A feature layer by its module path and type: ``layer4.1.relu (ReLU)``, ``features.30 (ReLU)``; for CAM the
+    input of the global pooling."""
+    try:
+        kind = type(model.get_submodule(name)).__name__
+    except AttributeError:
+        kind = "?"
+    return f"input of {name} ({kind})" if cam else f"{name} ({kind})"

@@ -146,7 +146,7 @@ def plot_saliency(target: str | Path, images: Sequence[str] | None = None, metho
         ax.set_xticks([])
         ax.set_yticks([])
         if i == 0:
-            ax.set_title("|gradient|, max over\nchannels", fontsize=8)
+            ax.set_title(f"|{label.lower()}|, max over\nchannels", fontsize=8)
     fig.colorbar(hm, ax=fig.axes, fraction=0.02, pad=0.01, label="saliency (scaled per image)")
     fig.suptitle(f"{run.spec.arch}: {label.lower()} saliency of the predicted class", fontsize=11)
     return save(fig, run.plots_dir(out_dir) / f"saliency_{method}.png")

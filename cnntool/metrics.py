@@ -40,8 +40,11 @@ def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
-def averages(per_class: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Macro (unweighted mean over classes) and weighted (by support) averages of precision, recall, F1."""
+def averages(per_class: dict[str, np.ndarray], classes: list[int] | None = None) -> dict[str, dict[str, float]]:
+    """Macro (unweighted mean over classes) and weighted (by support) averages of precision, recall, F1;
+    ``classes`` (indices) restricts both to the classes a data set holds (a folder with some of the classes)."""
+    if classes is not None:
+        per_class = {k: np.asarray(v)[classes] for k, v in per_class.items()}
     support = per_class["support"].astype(np.float64)
     total = support.sum()
     out: dict[str, dict[str, float]] = {"macro": {}, "weighted": {}}
@@ -92,8 +95,10 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[str],
-                    top_wrong: int = 10, paths: list[str] | None = None) -> dict[str, Any]:
-    """Every number `cnntool eval` reports, from logits (N, classes) and labels (N,) as array-likes."""
+                    top_wrong: int = 10, paths: list[str] | None = None,
+                    classes: list[int] | None = None) -> dict[str, Any]:
+    """Every number `cnntool eval` reports, from logits (N, classes) and labels (N,) as array-likes.
+    ``classes``: indices of the classes the data holds (averages over those; default all)."""
     n_cls = len(class_names)
     logits = np.asarray(logits, dtype=np.float64).reshape(-1, n_cls)
     labels = np.asarray(labels, dtype=np.int64)
@@ -118,7 +123,7 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[st
         "loss": cross_entropy(logits, labels),
         "top1": float((preds == labels).mean()) if n else float("nan"),
         "top5": topk_accuracy(logits, labels, 5) if n_cls > 5 else None,
-        "confusion": cm, "per_class": per, "avg": averages(per), "confident_wrong": confident_wrong,
+        "confusion": cm, "per_class": per, "avg": averages(per, classes), "confident_wrong": confident_wrong,
         "preds": preds,
     }
 
@@ -139,6 +144,7 @@ class EvalResult:
     avg: dict[str, dict[str, float]]
     confident_wrong: list[dict[str, Any]]
     files: dict[str, str] = field(default_factory=dict)
+    evaluated_classes: list[str] | None = None  # the classes the data holds, when a subset of the model's
 
     def to_dict(self) -> dict[str, Any]:
         per_class = [{"class": name, "index": i, "precision": float(self.per_class["precision"][i]),
@@ -149,7 +155,8 @@ class EvalResult:
                 "n": self.n, "loss": self.loss, "acc": self.top1, "top1": self.top1, "top5": self.top5,
                 "per_class": per_class, "macro_avg": self.avg["macro"], "weighted_avg": self.avg["weighted"],
                 "class_names": self.class_names, "confusion_matrix": self.confusion.tolist(),
-                "most_confident_wrong": self.confident_wrong, "files": self.files}
+                "most_confident_wrong": self.confident_wrong, "files": self.files,
+                "evaluated_classes": self.evaluated_classes or list(self.class_names)}
 
 
 @contextlib.contextmanager

@@ -18,7 +18,10 @@ def eval_command(
                                                 "(default: the run's own).")] = None,
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where named data sets live "
                                                     "(default: the run's own).")] = None,
-    split: Annotated[str, typer.Option("--split", help="test, val or train.")] = "test",
+    split: Annotated[Optional[str], typer.Option(
+        "--split", help="test, val, train or all (every image, unsplit). Default: all with --data FOLDER "
+                        "(the whole folder, any subset of the model's classes), else test.",
+        show_default=False)] = None,
     which: Annotated[str, typer.Option("--which", help="Checkpoint of a run directory: best or last.")] = "best",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the result files "
                                                "(default: RUN/eval, RUN/eval_val for --split val).")] = None,
@@ -63,7 +66,7 @@ def eval_command(
         if which != "best" or device != "cpu":
             flag = "--which" if which != "best" else "--device"
             raise ConfigError(f"{flag} applies to runs and checkpoints; {target} runs on onnxruntime's CPU provider")
-        result = evaluate_onnx(target, data=data, split=split, out=out, data_dir=data_dir, batch_size=batch_size,
+        result = evaluate_onnx(target, data=data, split=split or "test", out=out, data_dir=data_dir, batch_size=batch_size,
                                top_wrong=top_wrong, plots=not no_plots, threads=threads, classes=classes,
                                img_size=img_size, mean=mean, std=std)
     else:
@@ -94,12 +97,16 @@ def _render(r) -> None:
         head += f", top-5 {r.top5:.2%}"
     console.print(head)
     rows = [[name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
-             int(r.per_class["support"][i])] for i, name in enumerate(r.class_names)]
+             int(r.per_class["support"][i])] for i, name in enumerate(r.class_names)
+            if not getattr(r, "evaluated_classes", None) or name in r.evaluated_classes]
     rows += [[label, *(f"{avg[k]:.3f}" for k in ("precision", "recall", "f1")), int(avg["support"])]
              for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"]))]
     console.print(build_table(f"per class ({r.checkpoint})", [("class", "key"), ("precision", "num"),
                                                               ("recall", "num"), ("F1", "num"), ("support", "num")],
-                              rows, sections=(len(r.class_names),)))
+                              rows, sections=(len(rows) - 2,)))
+    if getattr(r, "evaluated_classes", None):
+        console.print(f"  the data holds {len(r.evaluated_classes)} of the model's {len(r.class_names)} classes; "
+                      "averages are over those")
     if r.confident_wrong:
         rows = [[str(it.get("path", it["index"])), it["true"], it["pred"], f"{it['confidence']:.1%}"]
                 for it in r.confident_wrong]

@@ -78,7 +78,8 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str | None 
     result = EvalResult(run=str(run.home), checkpoint=str(run.checkpoint), data=bundle.name, split=split,
                         n=m["n"], class_names=list(run.spec.class_names), loss=m["loss"], top1=m["top1"],
                         top5=m["top5"], confusion=m["confusion"], per_class=m["per_class"], avg=m["avg"],
-                        confident_wrong=m["confident_wrong"], evaluated_classes=present if subset else None)
+                        confident_wrong=m["confident_wrong"], evaluated_classes=present if subset else None,
+                        ranking=m.get("ranking"))
     files = result.files
     files["per_class_csv"] = str(_write_per_class(out_dir / "per_class.csv", result))
     files["confusion_csv"] = str(_write_matrix(out_dir / "confusion.csv", result.confusion, result.class_names))
@@ -95,6 +96,15 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str | None 
                                                     out_dir / "confusion.png", normalize=False, title=title))
         files["confusion_normalized_png"] = str(plot_confusion(
             result.confusion, result.class_names, out_dir / "confusion_normalized.png", normalize=True, title=title))
+        if result.n:
+            from cnntool.metrics import softmax
+            from cnntool.viz.ranking import plot_pr, plot_reliability, plot_roc
+
+            probs = softmax(logits.detach().cpu().double().numpy())
+            y = labels.cpu().numpy()
+            files["roc_png"] = str(plot_roc(probs, y, result.class_names, out_dir / "roc.png", title))
+            files["pr_png"] = str(plot_pr(probs, y, result.class_names, out_dir / "pr.png", title))
+            files["reliability_png"] = str(plot_reliability(probs, y, out_dir / "reliability.png", title))
         if result.confident_wrong:
             items = result.confident_wrong
             images = torch.stack([part.get(it["index"])[0] for it in items])

@@ -200,3 +200,13 @@ def test_eval_folder_is_scored_whole_even_with_one_class(tmp_path):
     test_only = runner.invoke(app, ["eval", str(run), "--data", str(tmp_path / "bc"), "--split", "test", "--json",
                                     "--no-plots"])
     assert test_only.exit_code == 0 and json.loads(test_only.stdout)["n"] < 22
+
+
+def test_eval_writes_roc_pr_and_reliability(digits_run, tmp_path):
+    r = runner.invoke(app, ["eval", str(digits_run), "--out", str(tmp_path / "e"), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    for key in ("roc_png", "pr_png", "reliability_png"):
+        check_png(d["files"][key])
+    assert len(d["roc_auc"]) == 10 and 0.5 < d["macro_roc_auc"] <= 1.0 and 0.0 <= d["ece"] <= 1.0
+    assert d["macro_roc_auc"] == pytest.approx(np.mean(d["roc_auc"]))

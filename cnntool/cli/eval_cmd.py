@@ -96,6 +96,10 @@ def _render(r) -> None:
     if r.top5 is not None:
         head += f", top-5 {r.top5:.2%}"
     console.print(head)
+    rank = getattr(r, "ranking", None)
+    if rank:
+        console.print(f"  macro ROC AUC {rank['macro_roc_auc']:.4f}, macro average precision {rank['macro_ap']:.4f}, "
+                      f"ECE {rank['ece']:.4f} (calibration error of the top-1 confidence)")
     rows = [[name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
              int(r.per_class["support"][i])] for i, name in enumerate(r.class_names)
             if not getattr(r, "evaluated_classes", None) or name in r.evaluated_classes]

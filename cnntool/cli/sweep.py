@@ -10,7 +10,8 @@ from cnntool.cli.common import print_json, stderr_console
 
 
 def sweep(
-    space: Annotated[str, typer.Argument(help="Sweep space YAML (command, monitor, base options, params).",
+    space: Annotated[str, typer.Argument(help="Sweep space YAML (command, monitor, base options, params), or "
+                                              "the name of a shipped example space: small, grid, cnn5.",
                                          show_default=False)],
     trials: Annotated[int, typer.Option("--trials", "-n", help="Total trials in the study (shared by every "
                                                                "process that joins it).")] = 20,
@@ -29,7 +30,7 @@ def sweep(
 ) -> None:
     """Search hyper-parameters with Optuna (TPE, median pruning per epoch); every trial is a run directory.
 
-    Example: [bold]cnntool sweep cnntool/recipes/sweep_small.yaml --trials 6[/bold]
+    Example: [bold]cnntool sweep small --trials 6[/bold]
     (start the same command in a second terminal to run two trials at a time)
     """
     from cnntool.experiments.space import load_space

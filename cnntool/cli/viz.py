@@ -166,14 +166,16 @@ def features(
 def cam(
     run: Run, images: Images = None,
     method: Annotated[str, typer.Option("--method", help="auto (CAM where the model ends in global average "
-                                        "pooling + one linear layer, and Grad-CAM), cam, gradcam or both.")
+                                        "pooling + one linear layer, and Grad-CAM), cam, gradcam, gradcampp "
+                                        "(Grad-CAM++), scorecam (Score-CAM) or both (cam and gradcam).")
                       ] = "auto",
     layer: Annotated[Optional[str], typer.Option("--layer", help="Grad-CAM target module (dotted name; default: "
                                                  "the last feature map larger than 1×1).")] = None,
     from_split: FromSplit = None, n: N = 8, wrong: Wrong = None, data: DataOpt = None, which: Which = "best",
     out: Out = None, json: Json = False,
 ) -> None:
-    """Class Activation Map and Grad-CAM heat maps over images, with true and predicted class.
+    """Class Activation Map, Grad-CAM, Grad-CAM++ and Score-CAM heat maps over images, with true and predicted
+    class.
 
     Example: [bold]cnntool viz cam runs/train --from-split test --n 6 --wrong[/bold]
     """
@@ -185,12 +187,14 @@ def cam(
 @app.command("saliency")
 def saliency(
     run: Run, images: Images = None,
-    method: Annotated[str, typer.Option("--method", help="guided (guided backpropagation) or gradient "
-                                        "(vanilla gradient).")] = "guided",
+    method: Annotated[str, typer.Option("--method", help="guided (guided backpropagation), gradient (vanilla "
+                                        "gradient), smoothgrad or integrated (integrated gradients; both "
+                                        "by Captum: pip install 'cnntool[explain]').")] = "guided",
     from_split: FromSplit = None, n: N = 8, wrong: Wrong = None, data: DataOpt = None, which: Which = "best",
     out: Out = None, json: Json = False,
 ) -> None:
-    """Guided-backpropagation or vanilla-gradient saliency of the predicted class.
+    """Guided-backpropagation, vanilla-gradient, SmoothGrad or integrated-gradients saliency of the predicted
+    class.
 
     Example: [bold]cnntool viz saliency runs/train cat.png dog.png --method guided[/bold]
     """

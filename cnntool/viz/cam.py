@@ -218,7 +218,55 @@ class CAM(BaseCAM):
         return W[targets]
 
 
-METHODS: dict[str, type[BaseCAM]] = {"cam": CAM, "gradcam": GradCAM}
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++ (Chattopadhyay et al. 2018): positive gradients weighted per position by
+    α = g² / (2 g² + Σ_ij A · g³), the closed form for an exponential score (as pytorch-grad-cam)."""
+
+    name = "gradcampp"
+
+    def weights(self, acts, grads, logits, targets):
+        g2, g3 = grads ** 2, grads ** 3
+        denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
+        alpha = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                            torch.zeros_like(grads))
+        return (alpha * grads.clamp(min=0)).sum(dim=(2, 3))
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM (Wang et al. 2020): no gradients; each channel, upsampled and scaled to [0, 1], masks the
+    input and the softmax probability of the class on the masked input is the channel's weight."""
+
+    needs_grad = False
+    name = "scorecam"
+    batch = 64  # masked images per forward pass
+
+    def __call__(self, x, targets=None):
+        self._x = x
+        return super().__call__(x, targets)
+
+    def weights(self, acts, grads, logits, targets):
+        x = self._x
+        up = F.interpolate(acts, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+        lo = up.amin(dim=(2, 3), keepdim=True)
+        hi = up.amax(dim=(2, 3), keepdim=True)
+        masks = torch.where(hi - lo > 1e-12, (up - lo) / (hi - lo).clamp(min=1e-12), torch.zeros_like(up))
+        n, k = acts.shape[:2]
+        out = torch.zeros(n, k)
+        with torch.no_grad():
+            for i in range(n):
+                for s in range(0, k, self.batch):
+                    m = masks[i, s:s + self.batch, None]  # (b, 1, H, W)
+                    probs = self.model(x[i:i + 1] * m).softmax(1)
+                    out[i, s:s + len(m)] = probs[:, int(targets[i])]
+        return out
+
+    def postprocess(self, raw):
+        return raw.clamp(min=0)
+
+
+METHODS: dict[str, type[BaseCAM]] = {"cam": CAM, "gradcam": GradCAM, "gradcampp": GradCAMPlusPlus,
+                                     "scorecam": ScoreCAM}
+TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM"}
 
 
 def cam_applies(model: nn.Module, x: torch.Tensor) -> bool:
@@ -278,8 +326,8 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
     from cnntool.viz._plot import WRONG_COLOR, figure, save, short, show_image
     from cnntool.viz.inputs import normalise, pick
 
-    if method not in ("auto", "cam", "gradcam", "both"):
-        raise ConfigError(f"--method {method!r} must be auto, cam, gradcam or both")
+    if method not in ("auto", "both", *METHODS):
+        raise ConfigError(f"--method {method!r} must be auto, both, or one of {', '.join(METHODS)}")
     run = load_run(target, which)
     ex = pick(run, images, from_split, n, wrong, data)
     x = normalise(ex.images, run.spec)
@@ -287,13 +335,13 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
         names = (["cam"] if cam_applies(run.model, x) else []) + ["gradcam"]
     else:
         names = ["cam", "gradcam"] if method == "both" else [method]
-    results = {m: METHODS[m](run.model, layer if m == "gradcam" else None)(x) for m in names}
+    results = {m: METHODS[m](run.model, layer if m != "cam" else None)(x) for m in names}
     first = results[names[0]]
     probs = first.logits.softmax(1)
     classes = run.spec.class_names
     rows, cols = len(ex.names), 1 + len(names)
     fig = figure(*cam_figsize(rows, cols))
-    titles = {"cam": "CAM", "gradcam": "Grad-CAM"}
+    titles = TITLES
     for i in range(rows):
         p = int(first.targets[i])
         y = ex.labels[i]

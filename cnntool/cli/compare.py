@@ -64,7 +64,7 @@ def _render(console, result: dict[str, Any], wide: bool = False) -> None:
         rows = [row + [_opt(r["options"].get(o)) for o in options] for row, r in zip(rows, result["runs"])]
     console.print(build_table(title, columns, rows))
     if options and not wide:
-        console.print(build_table("options that differ (--wide: in the table above)",
+        console.print(build_table("options that differ (--wide: as columns)",
                                   [("run", "key"), ("options", "text")],
                                   [[n, " ".join(fmt_option(o, r["options"].get(o), sig=4) for o in options)]
                                    for n, r in zip(names, result["runs"])]))

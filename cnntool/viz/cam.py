@@ -282,7 +282,7 @@ def cam_applies(model: nn.Module, x: torch.Tensor) -> bool:
 CELL = (2.3, 2.6)
 
 
-SHADE = 0.35  # the darkest an image pixel gets under the heat map (0: black image pixels stay black)
+SHADE = 0.2  # the darkest an image pixel gets under the heat map (0: black image pixels stay black)
 
 
 def blend(image, heat) -> "np.ndarray":

@@ -100,3 +100,17 @@ def clean_stale_temp(folder: str | Path) -> list[Path]:
                 p.unlink()
                 removed.append(p)
     return removed
+
+
+def next_free_path(path: str | Path, force: bool = False) -> Path:
+    """``path`` when it does not exist yet (or ``force``), else the first free ``stem-2.ext``, ``stem-3.ext``, …:
+    a default output name never replaces an earlier output silently."""
+    path = Path(path)
+    if force or not path.exists():
+        return path
+    n = 2
+    while True:
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+        n += 1

@@ -40,8 +40,11 @@ def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
-def averages(per_class: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Macro (unweighted mean over classes) and weighted (by support) averages of precision, recall, F1."""
+def averages(per_class: dict[str, np.ndarray], classes: list[int] | None = None) -> dict[str, dict[str, float]]:
+    """Macro (unweighted mean over classes) and weighted (by support) averages of precision, recall, F1;
+    ``classes`` (indices) restricts both to the classes a data set holds (a folder with some of the classes)."""
+    if classes is not None:
+        per_class = {k: np.asarray(v)[classes] for k, v in per_class.items()}
     support = per_class["support"].astype(np.float64)
     total = support.sum()
     out: dict[str, dict[str, float]] = {"macro": {}, "weighted": {}}
@@ -91,9 +94,89 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(logsum - z[np.arange(len(labels)), labels]))
 
 
+ECE_BINS = 15  # equal-width confidence bins of the reliability diagram and the ECE
+
+
+def roc_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """One-vs-rest ROC of one class: (false positive rates, true positive rates, area under the curve).
+    Thresholds at every distinct score, ties kept together (the curve scikit-learn draws without dropping
+    collinear points); AUC by the trapezoidal rule. NaN AUC when a side is empty."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1] if len(s) else np.zeros(0, dtype=int)
+    tp = np.cumsum(y)[last] if len(s) else np.zeros(0)
+    fp = (last + 1) - tp
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    tpr = np.r_[0.0, tp / n_pos] if n_pos else np.r_[0.0, np.full(len(tp), np.nan)]
+    fpr = np.r_[0.0, fp / n_neg] if n_neg else np.r_[0.0, np.full(len(fp), np.nan)]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)) if n_pos and n_neg else float("nan")
+    return fpr, tpr, auc
+
+
+def precision_recall_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """One-vs-rest precision-recall of one class: (recall, precision, average precision); AP = Σ (R_n − R_{n−1})
+    P_n over the distinct thresholds (scikit-learn's ``average_precision_score``). NaN AP without positives."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], positive[order]
+    n_pos = int(y.sum())
+    if not len(s) or not n_pos:
+        return np.zeros(1), np.ones(1), float("nan")
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall = tp / n_pos
+    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return np.r_[0.0, recall], np.r_[1.0, precision], ap
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, Any]:
+    """Reliability diagram of the top-1 confidence: per equal-width bin the mean confidence, the accuracy and
+    the count; ECE = Σ_b (n_b / N) |acc_b − conf_b| (Guo et al. 2017)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    conf = probs.max(1) if len(probs) else np.zeros(0)
+    correct = (probs.argmax(1) == labels) if len(probs) else np.zeros(0, dtype=bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    conf_sum = np.bincount(which, weights=conf, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
+        acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)
+    n = len(conf)
+    ece = float(np.nansum(count / n * np.abs(acc - mean_conf))) if n else float("nan")
+    return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}
+
+
+def ranking_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[int] | None = None) -> dict[str, Any]:
+    """Per-class one-vs-rest ROC AUC and average precision (NaN where the data holds no image of the class),
+    their macro means over ``classes`` (default: every class with images), and the ECE."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    probs = softmax(logits) if len(labels) else np.zeros((0, logits.shape[1] if logits.ndim == 2 else 0))
+    n_cls = probs.shape[1]
+    auc, ap = np.full(n_cls, np.nan), np.full(n_cls, np.nan)
+    for k in range(n_cls):
+        pos = labels == k
+        if pos.any():
+            auc[k] = roc_curve(probs[:, k], pos)[2]
+            ap[k] = precision_recall_curve(probs[:, k], pos)[2]
+    keep = classes if classes is not None else [k for k in range(n_cls) if np.isfinite(ap[k])]
+    mean = lambda v: float(np.nanmean(v[keep])) if len(keep) and np.isfinite(v[keep]).any() else float("nan")  # noqa: E731
+    return {"roc_auc": auc, "average_precision": ap, "macro_roc_auc": mean(auc), "macro_ap": mean(ap),
+            "ece": reliability(probs, labels)["ece"]}
+
+
 def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[str],
-                    top_wrong: int = 10, paths: list[str] | None = None) -> dict[str, Any]:
-    """Every number `cnntool eval` reports, from logits (N, classes) and labels (N,) as array-likes."""
+                    top_wrong: int = 10, paths: list[str] | None = None,
+                    classes: list[int] | None = None) -> dict[str, Any]:
+    """Every number `cnntool eval` reports, from logits (N, classes) and labels (N,) as array-likes.
+    ``classes``: indices of the classes the data holds (averages over those; default all)."""
     n_cls = len(class_names)
     logits = np.asarray(logits, dtype=np.float64).reshape(-1, n_cls)
     labels = np.asarray(labels, dtype=np.int64)
@@ -118,7 +201,8 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[st
         "loss": cross_entropy(logits, labels),
         "top1": float((preds == labels).mean()) if n else float("nan"),
         "top5": topk_accuracy(logits, labels, 5) if n_cls > 5 else None,
-        "confusion": cm, "per_class": per, "avg": averages(per), "confident_wrong": confident_wrong,
+        "confusion": cm, "per_class": per, "avg": averages(per, classes), "confident_wrong": confident_wrong,
+        "ranking": ranking_metrics(logits, labels, classes) if n else None,
         "preds": preds,
     }
 
@@ -139,6 +223,8 @@ class EvalResult:
     avg: dict[str, dict[str, float]]
     confident_wrong: list[dict[str, Any]]
     files: dict[str, str] = field(default_factory=dict)
+    evaluated_classes: list[str] | None = None  # the classes the data holds, when a subset of the model's
+    ranking: dict[str, Any] | None = None  # ranking_metrics: per-class ROC AUC / AP, macro means, ECE
 
     def to_dict(self) -> dict[str, Any]:
         per_class = [{"class": name, "index": i, "precision": float(self.per_class["precision"][i]),
@@ -149,7 +235,16 @@ class EvalResult:
                 "n": self.n, "loss": self.loss, "acc": self.top1, "top1": self.top1, "top5": self.top5,
                 "per_class": per_class, "macro_avg": self.avg["macro"], "weighted_avg": self.avg["weighted"],
                 "class_names": self.class_names, "confusion_matrix": self.confusion.tolist(),
-                "most_confident_wrong": self.confident_wrong, "files": self.files}
+                "most_confident_wrong": self.confident_wrong, "files": self.files,
+                "evaluated_classes": self.evaluated_classes or list(self.class_names),
+                **({"roc_auc": _nan_list(self.ranking["roc_auc"]),
+                    "average_precision": _nan_list(self.ranking["average_precision"]),
+                    "macro_roc_auc": self.ranking["macro_roc_auc"], "macro_ap": self.ranking["macro_ap"],
+                    "ece": self.ranking["ece"]} if self.ranking else {})}
+
+
+def _nan_list(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
 
 
 @contextlib.contextmanager

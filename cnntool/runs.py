@@ -75,21 +75,41 @@ def data_config_for(options: dict[str, Any], data: str | None = None, data_dir: 
 
 
 def load_run_data(run: LoadedRun, data: str | None = None, data_dir: str | None = None,
-                  progress: Callable[[str, int, int], None] | None = None):
-    """The run's data set rebuilt with the model's spec (input size, mean/std, class order)."""
+                  progress: Callable[[str, int, int], None] | None = None, whole: bool = False):
+    """The run's data set rebuilt with the model's spec (input size, mean/std, class order); ``whole``: one
+    unsplit ``"all"`` split of every image (a folder may then hold any subset of the model's classes)."""
     from cnntool.data.bundle import load_data
 
     spec = run.spec
     cfg = data_config_for(run.options, data, data_dir)
     return load_data(cfg, input_size=spec.input_size, mean=spec.mean, std=spec.std,
                      class_names=spec.class_names, crop_pct=spec.crop_pct, interpolation=spec.interpolation,
-                     progress=progress)
+                     progress=progress, whole=whole)
 
 
-def check_split(split: str) -> str:
-    if split not in SPLIT_NAMES:
-        raise ConfigError(f"--split {split!r} must be one of {', '.join(SPLIT_NAMES)}")
+ALL_SPLIT = "all"  # every image, unsplit (cnntool.data.bundle.ALL_SPLIT)
+EVAL_SPLIT_NAMES = (*SPLIT_NAMES, ALL_SPLIT)
+
+
+def check_split(split: str, allow_all: bool = False) -> str:
+    names = EVAL_SPLIT_NAMES if allow_all else SPLIT_NAMES
+    if split not in names:
+        raise ConfigError(f"--split {split!r} must be one of {', '.join(names)}")
     return split
+
+
+def is_folder_data(data: str | None) -> bool:
+    """``--data`` names a folder on disk (not a registered data set)."""
+    from pathlib import Path as _P
+
+    from cnntool.data.sources import DATASETS
+
+    return data is not None and data not in DATASETS and _P(data).is_dir()
+
+
+def default_eval_split(data: str | None) -> str:
+    """``all`` for ``--data FOLDER`` (a folder given to eval is evaluated whole), else ``test``."""
+    return ALL_SPLIT if is_folder_data(data) else "test"
 
 
 def run_logits(run: LoadedRun, part, device: str | torch.device = "cpu",

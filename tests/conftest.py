@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 # Tests share 2 cores with each other; keep every process to its own threads and out of the user's cache.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -170,3 +171,42 @@ def test_evaluate_run_rejects_batch_size_zero(digits_run):
 
     with pytest.raises(ConfigError, match="--batch-size 0 must be >= 1"):
         evaluate_run(digits_run, batch_size=0, plots=False)
+
+
+def test_eval_folder_is_scored_whole_even_with_one_class(tmp_path):
+    """`eval RUN --data FOLDER`: every image of a flat folder (not its "test" part), a folder of one of the
+    model's classes included; averages over the classes the folder holds; the mistakes figure names files."""
+    from cnntool.metrics import averages, per_class_metrics
+
+    make_folder_dataset(tmp_path / "train", {"a": 20, "b": 128, "c": 235}, n=30)
+    make_folder_dataset(tmp_path / "bc", {"b": 128, "c": 235}, n=11, seed=1)
+    make_folder_dataset(tmp_path / "only_c", {"c": 235}, n=7, seed=2)
+    run = train_run(tmp_path / "runs", "folders_whole", data=str(tmp_path / "train"), epochs=3, lr=0.01)
+    r = runner.invoke(app, ["eval", str(run), "--data", str(tmp_path / "bc"), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["split"] == "all" and d["n"] == 22  # the whole folder, not a split of it
+    assert d["evaluated_classes"] == ["b", "c"]
+    cm = np.array(d["confusion_matrix"])
+    expected = averages(per_class_metrics(cm), [1, 2])
+    assert d["macro_avg"]["recall"] == pytest.approx(expected["macro"]["recall"])
+    assert Path(d["files"]["metrics_json"]).parent.name == "eval_bc"
+    one = runner.invoke(app, ["eval", str(run), "--data", str(tmp_path / "only_c"), "--json", "--no-plots"])
+    assert one.exit_code == 0, one.output
+    d1 = json.loads(one.stdout)
+    assert d1["n"] == 7 and d1["evaluated_classes"] == ["c"]
+    assert [c["support"] for c in d1["per_class"]] == [0, 0, 7]
+    assert d1["macro_avg"]["recall"] == pytest.approx(d1["top1"])  # one class: macro recall = accuracy
+    test_only = runner.invoke(app, ["eval", str(run), "--data", str(tmp_path / "bc"), "--split", "test", "--json",
+                                    "--no-plots"])
+    assert test_only.exit_code == 0 and json.loads(test_only.stdout)["n"] < 22
+
+
+def test_eval_writes_roc_pr_and_reliability(digits_run, tmp_path):
+    r = runner.invoke(app, ["eval", str(digits_run), "--out", str(tmp_path / "e"), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    for key in ("roc_png", "pr_png", "reliability_png"):
+        check_png(d["files"][key])
+    assert len(d["roc_auc"]) == 10 and 0.5 < d["macro_roc_auc"] <= 1.0 and 0.0 <= d["ece"] <= 1.0
+    assert d["macro_roc_auc"] == pytest.approx(np.mean(d["roc_auc"]))

@@ -113,4 +113,43 @@ def test_seeds_recipe_table_matches_its_runs(tmp_path):
     assert mean["test_acc"] == pytest.approx(statistics.fmean(accs))
     assert std["test_acc"] == pytest.approx(statistics.stdev(accs))
     assert f"{statistics.fmean(accs):.4f}" in out["headline"]
+    assert out["title"] == f"Seed variance: one model under {len(per_seed)} seeds"  # --quick runs 5, says 5
+    assert (folder / "results.md").read_text().startswith(f"# Seed variance: one model under {len(per_seed)} seeds")
     assert all(Path(p).is_file() for p in out["plots"]) and out["plots"]
+
+
+def test_failing_recipe_leaves_nothing(tmp_path, monkeypatch):
+    """A recipe that fails half-way (offline download, a bad option) removes the folder it made."""
+    from cnntool import recipes
+    from cnntool.errors import DataError
+
+    recipes._load_all()
+    info = recipes.RECIPES["flops"]
+
+    def boom(ctx):
+        (ctx.out / "ablation-part.txt").write_text("half")
+        raise DataError("cifar10 not found; pass --download")
+
+    monkeypatch.setitem(recipes.RECIPES, "flops", info.__class__(**{**info.__dict__, "fn": boom}))
+    result = runner.invoke(app, ["recipe", "run", "flops", "--runs-root", str(tmp_path)])
+    assert result.exit_code == 1 and "--download" in result.output
+    assert not (tmp_path / "recipes" / "flops").exists()
+
+
+def test_finetune_convergence_from_the_loss_curve_and_lenet_in_architectures():
+    from cnntool.recipes.architectures import NETS
+    from cnntool.recipes.finetune import converged
+
+    falling = [{"epoch": e, "train_loss": 2.0 / e} for e in range(1, 6)]
+    flat = falling + [{"epoch": 6, "train_loss": 0.399}]
+    assert converged(falling) is False and converged(flat) is True and converged(falling[:1]) is None
+    assert "lenet" in NETS and "nin" in NETS
+
+
+def test_conv_plot_takes_exactly_the_benchmark_cases():
+    from cnntool.recipes.conv import bench_rows
+
+    rows = [{"case": name, "ratio": 1.0, "part": "forward"} for name in ("a", "b", "blur 3x3", "bias only",
+                                                                          "dilation 2", "c", "d", "e")]
+    rows.append({"case": "e", "ratio": None, "part": "grad_input"})
+    assert [r["case"] for r in bench_rows(rows)] == ["a", "b", "c", "d", "e"]

@@ -48,8 +48,6 @@ def conv_test(
     from cnntool.conv.suite import run_suite
 
     console = stderr_console()
-    if not console.is_terminal:
-        console.width = max(console.width, 150)  # logs and pipes: keep one row per line
     if console.is_terminal and not json_out:
         with console.status("compiling / running…") as status:
             report = run_suite(quick=quick, check=not bench_only, bench=not check_only, threads=threads, reps=reps,
@@ -105,20 +103,28 @@ def _fmt(v: float | None, spec: str) -> str:
     return "" if v is None else format(v, spec)
 
 
-def _render(console, report) -> None:
-    from rich.table import Table
+def _err(v: float | None) -> str:
+    return "" if v is None else f"{v:.2e}"
 
-    table = Table(title=f"cnntool conv-test ({report.mode}, {report.threads} threads)", show_lines=False)
-    for col, justify in (("case", "left"), ("shape", "left"), ("part", "left"), ("max abs err", "right"),
-                         ("tolerance", "right"), ("ok", "center"), ("numba ms", "right"), ("torch ms", "right"),
-                         ("ratio", "right"), ("GFLOP/s", "right")):
-        table.add_column(col, justify=justify, no_wrap=col in ("shape", "case"))
-    for r in report.results:
-        ok = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
-        ratio = _fmt(r.ratio, ".2f")
-        table.add_row(r.case, r.shape, r.part, _fmt(r.max_abs_error, ".2e"), _fmt(r.tolerance, ".2e"), ok,
-                      _fmt(r.numba_ms, ".2f"), _fmt(r.torch_ms, ".2f"), ratio, _fmt(r.gflops, ".1f"))
-    console.print(table)
+
+def _render(console, report) -> None:
+    from cnntool.cli.tables import build_table
+    from cnntool.numfmt import fmt_num
+
+    checks = [r for r in report.results if r.max_abs_error is not None]
+    timed = [r for r in report.results if r.numba_ms is not None]
+    if checks:
+        rows = [[r.case, r.shape, r.part, _err(r.max_abs_error), _err(r.tolerance),
+                 "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"] for r in checks]
+        console.print(build_table(f"conformance ({report.mode}): max abs error vs a float64 torch reference",
+                                  [("case", "text"), ("shape", "text"), ("part", "key"), ("max abs err", "num"),
+                                   ("tolerance", "num"), ("ok", "key")], rows))
+    if timed:
+        rows = [[r.case, r.shape, r.part, f"{r.numba_ms:.2f}", f"{r.torch_ms:.2f}", f"{r.ratio:.2f}",
+                 fmt_num(r.gflops, 3)] for r in timed]
+        console.print(build_table(f"benchmark ({report.mode}, {report.threads} threads): numba vs torch",
+                                  [("case", "text"), ("shape", "text"), ("part", "key"), ("numba ms", "num"),
+                                   ("torch ms", "num"), ("ratio", "num"), ("GFLOP/s", "num")], rows))
     verdict = "[green]all passed[/green]" if report.passed else f"[bold red]{report.failures} failed[/bold red]"
     console.print(f"{len(report.results)} checks, {verdict} in {report.seconds:.1f} s "
                   "(ratio = median of paired numba/torch times; < 1 means numba is faster)")

@@ -18,7 +18,10 @@ def eval_command(
                                                 "(default: the run's own).")] = None,
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where named data sets live "
                                                     "(default: the run's own).")] = None,
-    split: Annotated[str, typer.Option("--split", help="test, val or train.")] = "test",
+    split: Annotated[Optional[str], typer.Option(
+        "--split", help="test, val, train or all (every image, unsplit). Default: all with --data FOLDER "
+                        "(the whole folder, any subset of the model's classes), else test.",
+        show_default=False)] = None,
     which: Annotated[str, typer.Option("--which", help="Checkpoint of a run directory: best or last.")] = "best",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the result files "
                                                "(default: RUN/eval, RUN/eval_val for --split val).")] = None,
@@ -65,7 +68,7 @@ def eval_command(
         if which != "best" or device != "cpu" or tta != "none":
             flag = "--which" if which != "best" else "--device" if device != "cpu" else "--tta"
             raise ConfigError(f"{flag} applies to runs and checkpoints; {target} runs on onnxruntime's CPU provider")
-        result = evaluate_onnx(target, data=data, split=split, out=out, data_dir=data_dir, batch_size=batch_size,
+        result = evaluate_onnx(target, data=data, split=split or "test", out=out, data_dir=data_dir, batch_size=batch_size,
                                top_wrong=top_wrong, plots=not no_plots, threads=threads, classes=classes,
                                img_size=img_size, mean=mean, std=std)
     else:
@@ -88,27 +91,31 @@ def eval_command(
 
 
 def _render(r) -> None:
-    from rich.table import Table
+    from cnntool.cli.tables import build_table
 
     console = stderr_console()
     head = f"[bold]{r.data}[/bold] {r.split} split, n={r.n}: loss {r.loss:.4f}, top-1 {r.top1:.2%}"
     if r.top5 is not None:
         head += f", top-5 {r.top5:.2%}"
     console.print(head)
-    t = Table(title=f"per class ({r.checkpoint})")
-    for col in ("class", "precision", "recall", "F1", "support"):
-        t.add_column(col, justify="left" if col == "class" else "right")
-    for i, name in enumerate(r.class_names):
-        t.add_row(name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
-                  str(int(r.per_class["support"][i])))
-    t.add_section()
-    for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"])):
-        t.add_row(label, *(f"{avg[k]:.3f}" for k in ("precision", "recall", "f1")), str(avg["support"]))
-    console.print(t)
+    rank = getattr(r, "ranking", None)
+    if rank:
+        console.print(f"  macro ROC AUC {rank['macro_roc_auc']:.4f}, macro average precision {rank['macro_ap']:.4f}, "
+                      f"ECE {rank['ece']:.4f} (calibration error of the top-1 confidence)")
+    rows = [[name, *(f"{float(r.per_class[k][i]):.3f}" for k in ("precision", "recall", "f1")),
+             int(r.per_class["support"][i])] for i, name in enumerate(r.class_names)
+            if not getattr(r, "evaluated_classes", None) or name in r.evaluated_classes]
+    rows += [[label, *(f"{avg[k]:.3f}" for k in ("precision", "recall", "f1")), int(avg["support"])]
+             for label, avg in (("macro avg", r.avg["macro"]), ("weighted avg", r.avg["weighted"]))]
+    console.print(build_table(f"per class ({r.checkpoint})", [("class", "key"), ("precision", "num"),
+                                                              ("recall", "num"), ("F1", "num"), ("support", "num")],
+                              rows, sections=(len(rows) - 2,)))
+    if getattr(r, "evaluated_classes", None):
+        console.print(f"  the data holds {len(r.evaluated_classes)} of the model's {len(r.class_names)} classes; "
+                      "averages are over those")
     if r.confident_wrong:
-        w = Table(title="most confidently wrong")
-        for col in ("index", "true", "predicted", "confidence"):
-            w.add_column(col)
-        for it in r.confident_wrong:
-            w.add_row(str(it.get("path", it["index"])), it["true"], it["pred"], f"{it['confidence']:.1%}")
-        console.print(w)
+        rows = [[str(it.get("path", it["index"])), it["true"], it["pred"], f"{it['confidence']:.1%}"]
+                for it in r.confident_wrong]
+        console.print(build_table("most confidently wrong", [("file" if "path" in r.confident_wrong[0] else "index",
+                                                              "path"), ("true", "key"), ("predicted", "key"),
+                                                             ("confidence", "num")], rows))

@@ -80,19 +80,18 @@ def run(
         raise typer.Exit(ExitStatus.FAILURE)
 
 
-def rich_tables(result: dict[str, Any]) -> list:
-    from rich.table import Table
+_TEXT_COLUMNS = ("run_dir", "variant", "step", "change", "case", "net", "strategy", "part", "shape", "note")
 
+
+def rich_tables(result: dict[str, Any]) -> list:
+    from cnntool.cli.tables import build_table
     from cnntool.recipes.report import fmt
 
     tables = []
     for t in result.get("tables", []):
-        table = Table(title=t["title"], title_justify="left")
-        for c in t["columns"]:
-            table.add_column(c, justify="left" if c in ("run_dir", "variant", "step", "change", "case", "net",
-                                                       "strategy", "part", "shape", "note") else "right",
-                             overflow="fold")
-        for row in t["rows"]:
-            table.add_row(*(fmt(row.get(c), c) for c in t["columns"]))
-        tables.append(table)
+        # the run directories are listed in results.md; the terminal keeps its 80 columns for the numbers
+        cols = [c for c in t["columns"] if c != "run_dir"]
+        kinds = ["text" if c in _TEXT_COLUMNS else "num" for c in cols]
+        rows = [[fmt(row.get(c), c) for c in cols] for row in t["rows"]]
+        tables.append(build_table(t["title"], list(zip(cols, kinds)), rows))
     return tables

@@ -11,7 +11,8 @@ from cnntool.cli.common import print_json, stderr_console
 
 
 def sweep(
-    space: Annotated[str, typer.Argument(help="Sweep space YAML (command, monitor, base options, params).",
+    space: Annotated[str, typer.Argument(help="Sweep space YAML (command, monitor, base options, params), or "
+                                              "the name of a shipped example space: small, grid, cnn5.",
                                          show_default=False)],
     trials: Annotated[int, typer.Option("--trials", "-n", help="Total trials in the study (shared by every "
                                                                "process that joins it).")] = 20,
@@ -31,7 +32,7 @@ def sweep(
 ) -> None:
     """Search hyper-parameters with Optuna (TPE, median pruning per epoch); every trial is a run directory.
 
-    Example: [bold]cnntool sweep cnntool/recipes/sweep_small.yaml --trials 6[/bold]
+    Example: [bold]cnntool sweep small --trials 6[/bold]
     (start the same command in a second terminal to run two trials at a time)
     """
     from cnntool.experiments.space import load_space
@@ -49,11 +50,9 @@ def sweep(
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    from cnntool.numfmt import fmt_num
+
+    return fmt_num(v)
 
 
 class _SweepView:
@@ -89,21 +88,20 @@ class _SweepView:
 
 
 def _render_summary(console, result: dict[str, Any]) -> None:
-    from rich.table import Table
+    from cnntool.cli.tables import build_table
+    from cnntool.numfmt import fmt_option
 
     states = ", ".join(f"{n} {s.lower()}" for s, n in result["states"].items())
-    t = Table(title=f"study {result['study']}: {len(result['trials'])} trials ({states})", title_justify="left")
-    for col in ("trial", "state", result["monitor"], "test acc", "epochs"):
-        t.add_column(col, justify="right")
-    t.add_column("params", overflow="fold")
     best = result["best"]
+    rows = []
     for tr in result["trials"]:
-        style = "green" if best and tr["number"] == best["number"] else None
         value = tr["value"] if tr["value"] is not None else tr["last_value"]
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in tr["params"].items())
-        t.add_row(str(tr["number"]), tr["state"].lower(), _fmt(value), _fmt(tr["test_acc"]), _fmt(tr["epochs"]),
-                  params, style=style)
-    console.print(t)
+        mark = "*" if best and tr["number"] == best["number"] else ""
+        rows.append([f"{tr['number']}{mark}", tr["state"].lower(), value, tr["test_acc"], tr["epochs"],
+                     " ".join(fmt_option(k, v, sig=3) for k, v in tr["params"].items())])
+    console.print(build_table(f"study {result['study']}: {len(result['trials'])} trials ({states}), * = best",
+                              [("trial", "key"), ("state", "key"), (result["monitor"], "num"), ("test acc", "num"),
+                               ("epochs", "num"), ("params", "text")], rows))
     if best is None:
         console.print("[yellow]no trial completed yet[/yellow]")
         return

@@ -93,8 +93,9 @@ def _print_models(as_json: bool) -> None:
         print_json({"models": own, "torchvision": tv})
         return
     t = Table(title="cnntool models")
-    for col in ("name", "min size", "description"):
-        t.add_column(col)
+    t.add_column("name", no_wrap=True)
+    t.add_column("min size", justify="right", no_wrap=True)
+    t.add_column("description", overflow="fold")  # wraps onto more lines, never cut mid-sentence
     for n in own:
         info = get_model_info(n)
         t.add_row(n, str(info.min_size), info.description)

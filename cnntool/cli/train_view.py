@@ -52,7 +52,7 @@ class TrainView(Reporter):
                 f"({sizes}) · input {info['in_channels']}×{h}×{w} · {info['num_classes']} classes")
         aug = ", ".join(f"{k}={v}" for k, v in info.get("augmentations", {}).items()) or "none"
         c.print(f"  {info['epochs']} epochs × {info['steps_per_epoch']} steps · device {info['device']} "
-                f"({info['threads']} threads) · augment {aug}")
+                f"({info['threads']} thread{'' if info['threads'] == 1 else 's'}) · augment {aug}")
         if info.get("start_epoch"):
             c.print(f"  resuming after epoch {info['start_epoch']}")
         if info.get("finetune_header") is not None:

@@ -28,6 +28,9 @@ FromSplit = Annotated[Optional[str], typer.Option("--from-split", help="Take ima
 N = Annotated[int, typer.Option("--n", help="How many images with --from-split.")]
 Wrong = Annotated[Optional[bool], typer.Option("--wrong/--right", help="Only misclassified / only correctly "
                                                "classified images (default: both).", show_default=False)]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing file of the same name in the default "
+                                     "folder (default: keep it and write NAME-2.png; an explicit --out "
+                                     "always replaces).")]
 Json = Annotated[bool, typer.Option("--json", help="Print {\"files\": [...]} on stdout instead of one path a line.")]
 
 
@@ -47,7 +50,7 @@ def curves(
                                                    "sweep).", show_default=False)],
     x: Annotated[str, typer.Option("--x", help="Horizontal axis: epoch or step.")] = "epoch",
     title: Annotated[Optional[str], typer.Option("--title", help="Figure title.")] = None,
-    out: Out = None, json: Json = False,
+    out: Out = None, force: Force = False, json: Json = False,
 ) -> None:
     """Train/val loss and accuracy per epoch; several runs overlaid, labelled by the options that differ;
     runs that differ only in --seed drawn as mean ± std.
@@ -56,7 +59,7 @@ def curves(
     """
     from cnntool.viz.curves import plot_run_curves
 
-    path, skipped = plot_run_curves(runs, out, x=x, title=title)
+    path, skipped = plot_run_curves(runs, out, x=x, title=title, force=force)
     if skipped:
         stderr_console().print(f"skipped {len(skipped)} path(s) that are not runs: {', '.join(skipped)}")
     _done(path, json)
@@ -80,7 +83,7 @@ def predictions(
     rows: Annotated[int, typer.Option("--rows", help="Grid rows.")] = 10,
     cols: Annotated[int, typer.Option("--cols", help="Grid columns.")] = 3,
     split: Split = "test", wrong: Wrong = None, data: DataOpt = None, which: Which = "best", out: Out = None,
-    json: Json = False,
+    force: Force = False, json: Json = False,
 ) -> None:
     """A grid of images with true and predicted class; wrong ones in red with a red frame.
 
@@ -88,7 +91,7 @@ def predictions(
     """
     from cnntool.viz.predictions import plot_predictions
 
-    _done(plot_predictions(run, rows, cols, split, wrong, data, out, which), json)
+    _done(plot_predictions(run, rows, cols, split, wrong, data, out, which, force=force), json)
 
 
 @app.command("dataset")
@@ -163,14 +166,16 @@ def features(
 def cam(
     run: Run, images: Images = None,
     method: Annotated[str, typer.Option("--method", help="auto (CAM where the model ends in global average "
-                                        "pooling + one linear layer, and Grad-CAM), cam, gradcam or both.")
+                                        "pooling + one linear layer, and Grad-CAM), cam, gradcam, gradcampp "
+                                        "(Grad-CAM++), scorecam (Score-CAM) or both (cam and gradcam).")
                       ] = "auto",
     layer: Annotated[Optional[str], typer.Option("--layer", help="Grad-CAM target module (dotted name; default: "
                                                  "the last feature map larger than 1×1).")] = None,
     from_split: FromSplit = None, n: N = 8, wrong: Wrong = None, data: DataOpt = None, which: Which = "best",
     out: Out = None, json: Json = False,
 ) -> None:
-    """Class Activation Map and Grad-CAM heat maps over images, with true and predicted class.
+    """Class Activation Map, Grad-CAM, Grad-CAM++ and Score-CAM heat maps over images, with true and predicted
+    class.
 
     Example: [bold]cnntool viz cam runs/train --from-split test --n 6 --wrong[/bold]
     """
@@ -182,12 +187,14 @@ def cam(
 @app.command("saliency")
 def saliency(
     run: Run, images: Images = None,
-    method: Annotated[str, typer.Option("--method", help="guided (guided backpropagation) or gradient "
-                                        "(vanilla gradient).")] = "guided",
+    method: Annotated[str, typer.Option("--method", help="guided (guided backpropagation), gradient (vanilla "
+                                        "gradient), smoothgrad or integrated (integrated gradients; both "
+                                        "by Captum: pip install 'cnntool[explain]').")] = "guided",
     from_split: FromSplit = None, n: N = 8, wrong: Wrong = None, data: DataOpt = None, which: Which = "best",
     out: Out = None, json: Json = False,
 ) -> None:
-    """Guided-backpropagation or vanilla-gradient saliency of the predicted class.
+    """Guided-backpropagation, vanilla-gradient, SmoothGrad or integrated-gradients saliency of the predicted
+    class.
 
     Example: [bold]cnntool viz saliency runs/train cat.png dog.png --method guided[/bold]
     """

@@ -122,6 +122,7 @@ class DataBundle:
     splits: dict[str, Split]
     crop_pct: float = CROP_PCT_DEFAULT
     interpolation: str = INTERPOLATION_DEFAULT
+    present_classes: list[str] | None = None  # class names the data itself holds (before a model's remap)
 
     @property
     def num_classes(self) -> int:
@@ -154,20 +155,26 @@ def resolve_input_size(img_size: int | None, native: tuple[int, int] | None, min
 def load_data(cfg: DataConfig, min_size: int = 1, default_size: int = 64, progress: Progress | None = None,
               input_size: list[int] | None = None, crop_pct: float = CROP_PCT_DEFAULT, interpolation: str = INTERPOLATION_DEFAULT,
               mean: list[float] | None = None, std: list[float] | None = None,
-              class_names: list[str] | None = None) -> DataBundle:
+              class_names: list[str] | None = None, whole: bool = False) -> DataBundle:
     """Load, split, resize and describe a data set.
 
     ``input_size``/``crop_pct``/``mean``/``std``/``class_names`` override what the data would choose:
     eval and finetune pass the values stored in a model spec or pretrained weights (``cfg.img_size`` still
     wins over ``input_size``: eval's data config never carries one).
+
+    ``whole``: no train/val/test split; one split ``"all"`` with every image (train, val and test parts
+    of the data together): `cnntool eval RUN --data FOLDER` scores the whole folder. A folder with only
+    some of ``class_names`` (even one class) is accepted then.
     """
-    raw = load_raw(cfg.data, cfg.data_dir, cfg.download)
+    raw = load_raw(cfg.data, cfg.data_dir, cfg.download, min_classes=1 if whole else 2)
+    present = sorted(set(raw.class_names))
     if class_names is not None:
         raw = _remap_classes(raw, class_names)
     size = resolve_input_size(cfg.img_size, raw.native_size, min_size, default_size, preferred=input_size)
-    parts = _split(raw, cfg)
+    parts = {ALL_SPLIT: _concat([p for p in (raw.train, raw.val, raw.test) if p is not None])} if whole \
+        else _split(raw, cfg)
     splits: dict[str, Split] = {}
-    for name in SPLITS:
+    for name in parts if whole else SPLITS:
         part = parts[name]
         splits[name] = _materialise(part, raw.in_channels, size, crop_pct, interpolation, cfg.workers,
                                     progress, f"{name} images")
@@ -175,9 +182,24 @@ def load_data(cfg: DataConfig, min_size: int = 1, default_size: int = 64, progre
         if raw.mean is not None and raw.std is not None:
             mean, std = raw.mean, raw.std
         else:
-            mean, std = _channel_stats(splits["train"], raw.in_channels)
-    return DataBundle(raw.name, list(raw.class_names), raw.in_channels, size, [float(m) for m in mean],
-                      [float(s) for s in std], splits, crop_pct, interpolation)
+            mean, std = _channel_stats(splits["train" if "train" in splits else ALL_SPLIT], raw.in_channels)
+    bundle = DataBundle(raw.name, list(raw.class_names), raw.in_channels, size, [float(m) for m in mean],
+                        [float(s) for s in std], splits, crop_pct, interpolation)
+    bundle.present_classes = present
+    return bundle
+
+
+ALL_SPLIT = "all"  # every image of a data set, unsplit (eval over a folder)
+
+
+def _concat(parts: list[Part]) -> Part:
+    from cnntool.data.sources import FilePart
+
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], ArrayPart):
+        return ArrayPart(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+    return FilePart([q for p in parts for q in p.paths], np.concatenate([np.asarray(p.labels) for p in parts]))
 
 
 def _materialise(part: Part, in_channels: int, size: list[int], crop_pct: float, interpolation: str,

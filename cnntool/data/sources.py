@@ -66,8 +66,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("CNNTOOL_DATA_DIR", "data"))
 
 
-def load_raw(data: str, data_dir: str | None, download: bool) -> RawData:
-    """A registered name, or a path to a class-per-folder tree."""
+def load_raw(data: str, data_dir: str | None, download: bool, min_classes: int = 2) -> RawData:
+    """A registered name, or a path to a class-per-folder tree (``min_classes`` 1 for evaluation: a folder of
+    some of a model's classes)."""
     if data in DATASETS:
         root = Path(data_dir) if data_dir else default_data_dir()
         return DATASETS[data](root=root, download=download)
@@ -75,7 +76,7 @@ def load_raw(data: str, data_dir: str | None, download: bool) -> RawData:
     if path.exists():
         if not path.is_dir():
             raise DataError(f"--data {data}: not a directory (expected a class-per-folder tree)")
-        return image_folder(path)
+        return image_folder(path, min_classes)
     raise DataError(f"--data {data!r}: neither a known data set ({', '.join(DATASETS)}) nor an existing directory")
 
 
@@ -230,14 +231,14 @@ def inaturalist(root: Path, download: bool) -> RawData:
 
 # --------------------------------------------------------------------------- class-per-folder trees
 
-def image_folder(path: Path) -> RawData:
+def image_folder(path: Path, min_classes: int = 2) -> RawData:
     """A class-per-folder tree, with train/ val/ test/ subfolders when present."""
     has_splits = (path / "train").is_dir()
     root = path / "train" if has_splits else path
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"{root}: no class folders found (expected one sub-folder per class)")
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DataError(f"{root}: only one class folder ({classes[0]}); a classifier needs at least two")
     for name in classes:  # refused now, not after training: the name goes into the spec, files and ONNX metadata
         why = class_name_problem(name)

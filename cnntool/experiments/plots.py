@@ -44,16 +44,21 @@ def band_figure(per_seed: Sequence[list[dict[str, Any]]], path: str | Path, titl
     n = min(len(r) for r in per_seed)
     x = np.array([per_seed[0][i]["epoch"] for i in range(n)], dtype=float)
     for ax, metric in zip(axes, ("loss", "acc")):
-        for split, color in (("val", "C0"), ("train", "C1")):
+        for split, color, style in (("val", "C0", "-"), ("train", "C1", "--")):
             ys = np.array([[float(r[i][f"{split}_{metric}"]) for i in range(n)] for r in per_seed])
             for y in ys:
-                ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8)
+                ax.plot(x, y, style, color=color, alpha=0.25, linewidth=0.8)
             mean, std = ys.mean(0), ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(n)
-            ax.plot(x, mean, color=color, label=f"{split} mean ± std")
+            ax.plot(x, mean, style, color=color, label=f"{split} mean ± std")
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss" if metric == "loss" else "accuracy")
+        ax.set_title(f"{'loss' if metric == 'loss' else 'accuracy'} (solid: validation, dashed: training)",
+                     fontsize=10)
         ax.grid(alpha=0.3)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.suptitle(title or f"{len(per_seed)} seeds")
     return _save(fig, path)

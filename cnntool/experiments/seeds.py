@@ -102,6 +102,13 @@ def run_seeds(cfg: RunConfig, seeds: list[int], jobs: int = 1,
     jobs = min(jobs, len(seeds))
     # Parallel seeds share the cores: unless --threads is given, each process gets its share.
     threads = None if jobs == 1 or cfg.train.threads else max(1, (os.cpu_count() or 1) // jobs)
+    if threads is not None:
+        import logging
+
+        logging.getLogger("cnntool").warning(
+            f"--jobs {jobs}: each seed trains with {threads} thread(s) instead of {cfg.train.threads or 'all'}; "
+            f"thread count changes float summation order, so per-seed results differ from --jobs 1 "
+            f"(pass --threads to fix it)")
     configs = {s: _seed_config(cfg, s, group, threads) for s in seeds}
     results: dict[int, dict[str, Any]] = {}
     if jobs == 1:
@@ -121,8 +128,10 @@ def run_seeds(cfg: RunConfig, seeds: list[int], jobs: int = 1,
                 if on_run:
                     on_run(s, results[s])
     runs = [{"seed": s, **results[s]} for s in seeds]
-    summary = {"dir": str(group), "seeds": list(seeds), "options": cfg.flat(), "runs": runs,
-               "aggregate": aggregate(runs)}
+    agg = aggregate(runs)
+    agg["threads_per_seed"] = threads if threads is not None else cfg.train.threads  # None: torch's default
+    agg["jobs"] = jobs
+    summary = {"dir": str(group), "seeds": list(seeds), "options": cfg.flat(), "runs": runs, "aggregate": agg}
     seeds_json = group / "seeds.json"
     summary["seeds_json"] = str(seeds_json)
     summary["plot"] = None

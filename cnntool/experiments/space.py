@@ -200,12 +200,22 @@ def _dimension(name: str, spec: Any, where: str) -> Dimension:
     return Dimension(name, t, low, high, log, step, grid=grid)
 
 
+def example_spaces() -> dict[str, Path]:
+    """The example spaces shipped with cnntool (package data ``cnntool/recipes/sweep_NAME.yaml``) by NAME."""
+    folder = Path(__file__).resolve().parent.parent / "recipes"
+    return {p.stem[len("sweep_"):]: p for p in sorted(folder.glob("sweep_*.yaml"))}
+
+
 def load_space(path: str | Path) -> SweepSpace:
+    """A space file, or the name of an example space shipped with cnntool (``small``, ``cnn5``, ``grid``)."""
     import yaml
 
     p = Path(path)
+    if not p.is_file() and str(path) in example_spaces():
+        p = example_spaces()[str(path)]
     if not p.is_file():
-        raise ConfigError(f"sweep space {p}: no such file")
+        names = ", ".join(example_spaces())
+        raise ConfigError(f"sweep space {p}: no such file (or give an example space by name: {names})")
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

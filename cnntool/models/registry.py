@@ -61,7 +61,8 @@ def register_model(name: str | None = None, *, min_size: int = 8, default_size: 
     """Decorator: ``builder(num_classes, in_channels, *, option=default, ...) -> nn.Module``."""
     def deco(fn: Callable[..., nn.Module]):
         key = name or fn.__name__
-        doc = (inspect.getdoc(fn) or "").split("\n")[0]
+        # the first paragraph, joined: a docstring wrapped over several lines is not cut mid-sentence
+        doc = " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())
         _REGISTRY[key] = ModelInfo(key, fn, min_size, default_size, doc)
         return fn
     return deco

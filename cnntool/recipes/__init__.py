@@ -84,12 +84,20 @@ def run_recipe(name: str, data: str = "digits", quick: bool = False, out: str | 
     check_log(track)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads} must be >= 1")
+    existed = out is not None and Path(out).exists()
     folder = allocate_run_dir(Path(runs_root) / "recipes", name, None, out)
     ctx = Context(name=name, out=folder, data=data, data_dir=data_dir, download=download, quick=quick,
                   threads=threads, reporter=reporter, log=log or (lambda text: None), track=track,
                   mlflow_uri=mlflow_uri)
     t0 = time.perf_counter()
-    result = info.fn(ctx)
+    try:
+        result = info.fn(ctx)
+    except BaseException:
+        if not existed:  # a recipe that fails (offline, interrupted) leaves no half-filled folder behind
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     seconds = round(time.perf_counter() - t0, 1)
     full = {"recipe": name, "title": info.title, "description": info.description, "data": data, "quick": quick,
             "out": str(folder), "seconds": seconds, "threads": ctx.thread_count(), **result}

@@ -1,4 +1,4 @@
-"""architectures: a dense-head AlexNet-style net vs Network in Network with global average pooling."""
+"""architectures: dense-head nets (LeNet-style, AlexNet-style) vs Network in Network with global average pooling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from cnntool.recipes import recipe
 from cnntool.recipes.base import ADAM, RUN_COLUMNS, Context, curves, run_row, table
 
-NETS = {"alexnet": "AlexNet-style, dense head", "nin": "NiN, global average pooling"}
+NETS = {"lenet": "LeNet-style, dense head", "alexnet": "AlexNet-style, dense head",
+        "nin": "NiN, global average pooling"}
 VARIANTS = {"plain": {"bn": False, "dropout": 0.0}, "bn+dropout 0.5": {"bn": True, "dropout": 0.5}}
 
 
@@ -40,7 +41,7 @@ def visualise(ctx: Context, run_dir: str, label: str) -> tuple[list[str], list[s
 @recipe("architectures", title="Architectures: dense head vs global average pooling",
         quick="3 epochs per net instead of 15")
 def run(ctx: Context) -> dict[str, Any]:
-    """An AlexNet-like net with a dense head vs a Network-in-Network with global average pooling, each without
+    """A LeNet-like and an AlexNet-like net with dense heads vs a Network-in-Network with global average pooling, each without
     and with BN + dropout; then filters, feature maps, CAM / Grad-CAM and guided-backprop images for a correctly
     and an incorrectly classified test image of each net (its better variant)."""
     epochs = ctx.pick(15, 3)
@@ -61,9 +62,10 @@ def run(ctx: Context) -> dict[str, Any]:
         p, n = visualise(ctx, best["run_dir"], label)
         plots += p
         notes += n
-    top = max(rows, key=lambda r: r["test_acc"])
+    top = max(rows, key=lambda r: r["val_acc"])  # picked on validation, test reported
     return {
-        "headline": f"best: {top['net']} {top['variant']} (test acc {top['test_acc']:.4f})",
+        "headline": f"best by validation: {top['net']} {top['variant']} (val acc {top['val_acc']:.4f}, "
+                    f"test acc {top['test_acc']:.4f})",
         "tables": [table(f"{epochs} epochs, Adam lr 1e-3", ["net", "variant"] + RUN_COLUMNS, rows)],
         "plots": plots, "runs": [r["run_dir"] for r in rows], "notes": notes,
     }

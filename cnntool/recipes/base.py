@@ -103,12 +103,7 @@ def curves(ctx: Context, run_dirs: list[str], name: str = "curves.png", title: s
     """Overlaid loss/accuracy curves of several runs (cnntool.viz.curves) as ``OUT/<name>``."""
     from cnntool.viz.curves import plot_curves
 
-    path = plot_curves(run_dirs, ctx.out, title=title)
-    if path.name != name:
-        target = ctx.out / name
-        os.replace(path, target)
-        path = target
-    return str(path)
+    return str(plot_curves(run_dirs, ctx.out, title=title, filename=name))
 
 
 def confusion(ctx: Context, run_dir: str, label: str) -> list[str]:

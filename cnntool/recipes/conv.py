@@ -8,9 +8,16 @@ from cnntool.recipes import recipe
 from cnntool.recipes.base import Context, table
 
 
+def bench_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timed rows of exactly the a–e benchmark cases (not "blur…", "bias…", "dilation…")."""
+    from cnntool.conv.suite import BENCH_CASES
+
+    names = {c.name for c in BENCH_CASES}
+    return [r for r in rows if r.get("ratio") is not None and r["case"] in names]
+
+
 def _plot(rows: list[dict[str, Any]], path) -> str | None:
-    timed = [r for r in rows if r.get("ratio") is not None and r["case"].startswith(tuple("abcde"))]
-    timed = timed or [r for r in rows if r.get("ratio") is not None]
+    timed = bench_rows(rows)
     if not timed:
         return None
     from cnntool.experiments.plots import _plt, _save
@@ -22,7 +29,7 @@ def _plot(rows: list[dict[str, Any]], path) -> str | None:
     ax.set_xticks(range(len(timed)))
     ax.set_xticklabels([f"{r['case']} {r['part']}"[:28] for r in timed], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("numba ms / torch ms")
-    ax.set_title("Numba conv vs torch (lower is faster)")
+    ax.set_title("Numba conv vs torch on the a–e benchmark (lower is faster)")
     return _save(fig, path)
 
 

@@ -19,6 +19,19 @@ STRATEGIES: list[tuple[str, dict[str, Any]]] = [
     ("first N frozen + mlp 512→128", {"strategy": "full", "head": "mlp:512,128", "head_dropout": 0.3}),
 ]
 ONLINE_MODEL = "tv:efficientnet_b0"
+# A head alone (linear probe) learns from fixed features: a larger step and more epochs converge it in the
+# time the other strategies take (40 Adam steps at 1e-3 left its loss falling and its accuracy at 0.27).
+HEAD_ONLY = {"linear": {"lr": 1e-2, "epochs_mult": 3}}
+STILL_FALLING = 0.02  # a train loss still down by > 2 % over the last epoch: not converged
+
+
+def converged(metrics: list[dict[str, Any]]) -> bool | None:
+    """From the loss curve: False when the train loss fell by more than STILL_FALLING over the last epoch."""
+    ends = [r for r in metrics if r.get("train_loss") is not None and float(r.get("epoch", 0)).is_integer()]
+    if len(ends) < 2:
+        return None
+    prev, last = float(ends[-2]["train_loss"]), float(ends[-1]["train_loss"])
+    return not (prev > 0 and (prev - last) / prev > STILL_FALLING)
 
 
 def split_digits(root: Path) -> tuple[Path, Path]:
@@ -46,7 +59,7 @@ def _row(label: str, result: dict[str, Any], ctx: Context) -> dict[str, Any]:
     end = result.get("trainable_params", result["params"])
     return {"strategy": label, "best_val_acc": max(r["val_acc"] for r in metrics), "test_acc": result["test_acc"],
             "test_loss": result["test_loss"], "trainable": f"{start:,}" if start == end else f"{start:,} → {end:,}",
-            "seconds": result["seconds"], "run_dir": ctx.rel(result["run_dir"])}
+            "converged": converged(metrics), "seconds": result["seconds"], "run_dir": ctx.rel(result["run_dir"])}
 
 
 @recipe("finetune", title="Fine-tuning strategies vs training from scratch",
@@ -85,8 +98,13 @@ def run(ctx: Context) -> dict[str, Any]:
             label = label.replace("first N", f"first {freeze_first}")
         folder = ctx.out / "runs" / label.split()[0].replace("→", "")
         ctx.log(f"[finetune] {label}")
-        result = run_finetune(dataclasses.replace(cfg, out=str(folder)), dataclasses.replace(base, **change),
-                              ctx.reporter_for(label))
+        run_cfg = dataclasses.replace(cfg, out=str(folder))
+        budget = HEAD_ONLY.get(change["strategy"]) if "head" not in change else None
+        if budget:
+            run_cfg = dataclasses.replace(run_cfg, train=dataclasses.replace(
+                cfg.train, lr=budget["lr"], epochs=cfg.train.epochs * budget["epochs_mult"]))
+            label += f" (lr {budget['lr']:g}, {run_cfg.train.epochs} epochs)"
+        result = run_finetune(run_cfg, dataclasses.replace(base, **change), ctx.reporter_for(label))
         rows.append(_row(label, result, ctx))
         run_dirs.append(result["run_dir"])
     ctx.log("[finetune] from scratch")
@@ -97,13 +115,18 @@ def run(ctx: Context) -> dict[str, Any]:
                                dataclasses.replace(base, weights="none"), ctx.reporter_for("scratch"))
     rows.append(_row("from scratch", scratch, ctx))
     run_dirs.append(scratch["run_dir"])
-    best = max(rows, key=lambda r: r["test_acc"])
+    best = max(rows, key=lambda r: r["best_val_acc"])  # picked on validation; test only reports it
+    falling = [r["strategy"] for r in rows if r["converged"] is False]
+    if falling:
+        notes.append(f"not converged (train loss still falling by > {STILL_FALLING:.0%} over the last epoch): "
+                     f"{', '.join(falling)}; their accuracy is a lower bound of what the strategy reaches, "
+                     f"not a verdict on it.")
     return {
-        "headline": f"best: {best['strategy']} (test acc {best['test_acc']:.4f}); from scratch "
-                    f"{rows[-1]['test_acc']:.4f}",
-        "tables": [table(f"{epochs} epochs each, Adam lr 1e-3",
-                         ["strategy", "best_val_acc", "test_acc", "test_loss", "trainable", "seconds", "run_dir"],
-                         rows)],
+        "headline": f"best by validation: {best['strategy']} (val acc {best['best_val_acc']:.4f}, test acc "
+                    f"{best['test_acc']:.4f}); from scratch {rows[-1]['test_acc']:.4f}",
+        "tables": [table(f"{epochs} epochs each (linear probe: see its label), Adam lr 1e-3",
+                         ["strategy", "best_val_acc", "test_acc", "test_loss", "trainable", "converged", "seconds",
+                          "run_dir"], rows)],
         "plots": [curves(ctx, run_dirs, title="fine-tuning strategies")],
         "runs": [r["run_dir"] for r in rows], "notes": notes,
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntool.fileio import write_text
+from cnntool.numfmt import fmt_num
 from cnntool.training.rundir import write_json
 
 ACC_DIGITS = 4
@@ -25,7 +26,7 @@ def fmt(value: Any, column: str = "") -> str:
         if math.isnan(value):
             return "nan"
         if column in ("lr", "weight_decay") or (value != 0 and abs(value) < 1e-3):
-            return f"{value:.3g}"
+            return fmt_num(value, 3)
         if column in ("best_epoch", "epochs", "dropout"):
             return f"{value:g}"
         if column.endswith("seconds") or column.endswith("_ms") or column == "ratio":

@@ -218,7 +218,55 @@ class CAM(BaseCAM):
         return W[targets]
 
 
-METHODS: dict[str, type[BaseCAM]] = {"cam": CAM, "gradcam": GradCAM}
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++ (Chattopadhyay et al. 2018): positive gradients weighted per position by
+    α = g² / (2 g² + Σ_ij A · g³), the closed form for an exponential score (as pytorch-grad-cam)."""
+
+    name = "gradcampp"
+
+    def weights(self, acts, grads, logits, targets):
+        g2, g3 = grads ** 2, grads ** 3
+        denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
+        alpha = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                            torch.zeros_like(grads))
+        return (alpha * grads.clamp(min=0)).sum(dim=(2, 3))
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM (Wang et al. 2020): no gradients; each channel, upsampled and scaled to [0, 1], masks the
+    input and the softmax probability of the class on the masked input is the channel's weight."""
+
+    needs_grad = False
+    name = "scorecam"
+    batch = 64  # masked images per forward pass
+
+    def __call__(self, x, targets=None):
+        self._x = x
+        return super().__call__(x, targets)
+
+    def weights(self, acts, grads, logits, targets):
+        x = self._x
+        up = F.interpolate(acts, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+        lo = up.amin(dim=(2, 3), keepdim=True)
+        hi = up.amax(dim=(2, 3), keepdim=True)
+        masks = torch.where(hi - lo > 1e-12, (up - lo) / (hi - lo).clamp(min=1e-12), torch.zeros_like(up))
+        n, k = acts.shape[:2]
+        out = torch.zeros(n, k)
+        with torch.no_grad():
+            for i in range(n):
+                for s in range(0, k, self.batch):
+                    m = masks[i, s:s + self.batch, None]  # (b, 1, H, W)
+                    probs = self.model(x[i:i + 1] * m).softmax(1)
+                    out[i, s:s + len(m)] = probs[:, int(targets[i])]
+        return out
+
+    def postprocess(self, raw):
+        return raw.clamp(min=0)
+
+
+METHODS: dict[str, type[BaseCAM]] = {"cam": CAM, "gradcam": GradCAM, "gradcampp": GradCAMPlusPlus,
+                                     "scorecam": ScoreCAM}
+TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM"}
 
 
 def cam_applies(model: nn.Module, x: torch.Tensor) -> bool:
@@ -234,12 +282,34 @@ def cam_applies(model: nn.Module, x: torch.Tensor) -> bool:
 CELL = (2.3, 2.6)
 
 
+SHADE = 0.2  # the darkest an image pixel gets under the heat map (0: black image pixels stay black)
+
+
+def blend(image, heat) -> "numpy.ndarray":  # noqa: F821 - numpy is imported inside
+    """The heat map's colours (jet) shaded by the image's brightness: ``rgb = jet(heat) · (SHADE + (1 - SHADE) ·
+    luminance)``. Unlike a half-transparent overlay this keeps the image's own contrast (a digit stays
+    visible under a hot spot) at every heat level. Returns (H, W, 3) floats in [0, 1]."""
+    import matplotlib
+    import numpy as np
+
+    from cnntool.viz._plot import to_display
+
+    arr, _ = to_display(image)
+    arr = arr.astype(np.float64) / (255.0 if arr.dtype == np.uint8 else 1.0)
+    lum = arr if arr.ndim == 2 else arr[..., :3] @ np.array([0.299, 0.587, 0.114])
+    heat = heat.detach().cpu().numpy() if hasattr(heat, "detach") else np.asarray(heat)
+    colours = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    return colours * (SHADE + (1 - SHADE) * np.clip(lum, 0, 1))[..., None]
+
+
 def overlay(ax, image: torch.Tensor, heat: torch.Tensor, title: str | None = None, color: str | None = None,
             alpha: float = 0.5) -> None:
-    from cnntool.viz._plot import show_image
-
-    show_image(ax, image, title, color, fontsize=8)
-    ax.imshow(heat.numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+    """``alpha`` is kept for callers of the earlier half-transparent overlay; the image now shades the colours."""
+    ax.imshow(blend(image, heat), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=8, color=color or "black")
 
 
 def cam_figsize(rows: int, cols: int) -> tuple[float, float]:
@@ -256,8 +326,8 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
     from cnntool.viz._plot import WRONG_COLOR, figure, save, short, show_image
     from cnntool.viz.inputs import normalise, pick
 
-    if method not in ("auto", "cam", "gradcam", "both"):
-        raise ConfigError(f"--method {method!r} must be auto, cam, gradcam or both")
+    if method not in ("auto", "both", *METHODS):
+        raise ConfigError(f"--method {method!r} must be auto, both, or one of {', '.join(METHODS)}")
     run = load_run(target, which)
     ex = pick(run, images, from_split, n, wrong, data)
     x = normalise(ex.images, run.spec)
@@ -265,13 +335,13 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
         names = (["cam"] if cam_applies(run.model, x) else []) + ["gradcam"]
     else:
         names = ["cam", "gradcam"] if method == "both" else [method]
-    results = {m: METHODS[m](run.model, layer if m == "gradcam" else None)(x) for m in names}
+    results = {m: METHODS[m](run.model, layer if m != "cam" else None)(x) for m in names}
     first = results[names[0]]
     probs = first.logits.softmax(1)
     classes = run.spec.class_names
     rows, cols = len(ex.names), 1 + len(names)
     fig = figure(*cam_figsize(rows, cols))
-    titles = {"cam": "CAM", "gradcam": "Grad-CAM"}
+    titles = TITLES
     for i in range(rows):
         p = int(first.targets[i])
         y = ex.labels[i]
@@ -283,7 +353,7 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
         for j, m in enumerate(names):
             ax = fig.add_subplot(rows, cols, i * cols + 2 + j)
             res = results[m]
-            where = f"input of layer {res.layer}" if m == "cam" else f"layer {res.layer}"
+            where = describe_layer(run.model, res.layer, cam=m == "cam")
             overlay(ax, ex.images[i], res.heatmaps[i],
                     f"{titles[m]} for '{short(classes[p])}'" + (f"\n({where})" if i == 0 else ""))
     import matplotlib.cm as mcm
@@ -293,4 +363,19 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
     fig.colorbar(sm, ax=fig.axes, fraction=0.02, pad=0.01, label="relevance (scaled per image)")
     fig.suptitle(f"{run.spec.arch}: class activation maps of the predicted class\n(red title: wrong prediction)",
                  fontsize=11)
-    return save(fig, run.plots_dir(out_dir) / f"cam_{'_'.join(names)}.png")
+    return save(fig, run.plots_dir(out_dir) / cam_filename(names))
+
+
+def cam_filename(methods: Sequence[str]) -> str:
+    """``cam.png``, ``gradcam.png``, ``cam-gradcam.png``: the methods the figure shows, each named once."""
+    return "-".join(methods) + ".png"
+
+
+def describe_layer(model: nn.Module, name: str, cam: bool = False) -> str:
+    """A feature layer by its module path and type: ``layer4.1.relu (ReLU)``, ``features.30 (ReLU)``; for CAM the
+    input of the global pooling."""
+    try:
+        kind = type(model.get_submodule(name)).__name__
+    except AttributeError:
+        kind = "?"
+    return f"input of {name} ({kind})" if cam else f"{name} ({kind})"

@@ -72,6 +72,7 @@ def plot_run_confusion(target: str | Path, split: str = "test", data: str | None
     n = int(cm.sum())
     acc = float(np.trace(cm) / n) if n else float("nan")
     out_dir = run.plots_dir(out_dir)
-    title = f"{run.spec.arch} on {bundle.name} ({split}, n={n}, acc {acc:.2%})"
+    variant = run.home.name if run.home.name != run.spec.arch else ""
+    title = f"{variant + ': ' if variant else ''}{run.spec.arch} on {bundle.name} ({split}, n={n}, acc {acc:.2%})"
     return [plot_confusion(cm, run.spec.class_names, out_dir / f"confusion_{split}.png", False, title),
             plot_confusion(cm, run.spec.class_names, out_dir / f"confusion_{split}_normalized.png", True, title)]

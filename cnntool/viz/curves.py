@@ -17,7 +17,10 @@ from cnntool.viz._plot import figure, save
 CURVES_SIZE = (13.0, 5.0)  # inches: 1300×500 px
 # Options that never explain a difference in the curves (or are the seed, which groups runs instead).
 _IGNORED = {"seed", "threads", "device", "workers", "data_dir", "download", "compile", "channels_last",
-            "eval_every", "patience", "resume", "name", "out", "runs_root", *TRACKING_OPTIONS}
+            "eval_every", "patience", "resume", "name", "out", "runs_root", "command", "weights_kind",
+            *TRACKING_OPTIONS}
+LOG_SPAN = 30.0  # loss axis in log scale when max/min of the plotted losses exceeds this
+LEGEND_LABEL_MAX = 40  # characters of one legend entry
 
 
 @dataclass
@@ -48,11 +51,36 @@ def read_run(path: str | Path) -> RunCurves:
 
 
 def _label_part(key: str, value: Any) -> str:
+    from cnntool.numfmt import fmt_option
+
     if isinstance(value, bool):
         return key if value else f"no {key}"
     if value is None:
         return f"{key} default"
-    return f"{key}={value}"
+    return fmt_option(key, value)
+
+
+def _is_path(key: str, value: Any) -> bool:
+    return key.endswith(("_dir", "_path", "_file")) or (isinstance(value, str) and ("/" in value or "\\" in value))
+
+
+def _shorten(label: str, limit: int = LEGEND_LABEL_MAX) -> str:
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def run_colors(n: int) -> list[tuple[str | tuple, str]]:
+    """(colour, marker) per run: tab10 up to 10 runs, tab20 up to 20, then a hue wheel; markers also
+    cycle past 10 so that no two runs look alike."""
+    import matplotlib
+
+    if n <= 10:
+        return [(f"C{i}", "o") for i in range(n)]
+    markers = "osD^v<>"
+    if n <= 20:
+        cmap = matplotlib.colormaps["tab20"]
+        return [(cmap(i), markers[i % 2]) for i in range(n)]
+    cmap = matplotlib.colormaps["hsv"]
+    return [(cmap(i / n), markers[i % len(markers)]) for i in range(n)]
 
 
 def group_runs(runs: Sequence[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
@@ -73,13 +101,14 @@ def group_runs(runs: Sequence[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
         label = members[0].path.name if len(members) == 1 else f"{len(members)} seeds"
         return [(label, members)]
     all_keys = sorted({k for ident in keys.values() for k in ident})
-    differing = [k for k in all_keys if len({json.dumps(ident.get(k), default=str) for ident in keys.values()}) > 1]
+    differing = [k for k in all_keys if len({json.dumps(ident.get(k), default=str) for ident in keys.values()}) > 1
+                 and not any(_is_path(k, ident.get(k)) for ident in keys.values())]
     out = []
     for sig, members in groups.items():
         ident = keys[sig]
         parts = [_label_part(k, ident.get(k)) for k in differing
                  if ident.get(k) != defaults.get(k, object()) and ident.get(k) is not None]
-        label = ", ".join(parts) if parts else "base"
+        label = _shorten(", ".join(parts)) if parts else "base"
         if label in [lab for lab, _ in out]:
             label = f"{label} ({members[0].path.name})"
         if len(members) > 1:
@@ -106,32 +135,51 @@ def _mean_std(members: list[RunCurves], x: str, y: str) -> tuple[np.ndarray, np.
 
 
 def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x: str = "epoch",
-                title: str | None = None, filename: str | None = None) -> Path:
-    """``curves.png`` in ``out_dir`` (default ``RUN/plots``, or ``plots/`` for several runs): loss (left) and
+                title: str | None = None, filename: str | None = None, force: bool = False) -> Path:
+    """``curves.png`` in ``out_dir`` (default ``RUN/plots``, or ``plots/curves-RUNS.png`` for several runs;
+    with neither ``out_dir`` nor ``filename`` given an existing file is kept and the next free name
+    ``curves-2.png`` is used unless ``force``): loss (left) and
     accuracy (right) per ``x`` (epoch or step), validation solid, training dashed.
 
     Several runs are overlaid with a legend built from the options that differ between them; runs that
     differ only in ``seed`` are drawn as their mean with a ± std band.
     """
-    from matplotlib.ticker import MaxNLocator
-
     if x not in ("epoch", "step"):
         raise ConfigError(f"--x {x!r} must be epoch or step")
     if not runs:
         raise ConfigError("give at least one run directory")
     loaded = [read_run(r) for r in runs]
+    fig = curves_figure(loaded, x, title)
+    explicit = out_dir is not None or filename is not None
+    if out_dir is None:
+        out_dir = (loaded[0].path / PLOTS_DIR) if len(loaded) == 1 else Path(PLOTS_DIR)
+    name = filename or _default_name(loaded, x)
+    path = Path(out_dir) / name
+    if not (explicit or force):
+        from cnntool.fileio import next_free_path
+
+        path = next_free_path(path)
+    return save(fig, path)
+
+
+def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | None = None):
+    """The matplotlib figure of :func:`plot_curves` (not saved)."""
+    from matplotlib.ticker import MaxNLocator
+
     groups = group_runs(loaded)
     fig = figure(*CURVES_SIZE)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
-    colors = [f"C{i % 10}" for i in range(len(groups))]
-    for (label, members), color in zip(groups, colors):
+    losses: list[float] = []
+    for (label, members), (color, mark) in zip(groups, run_colors(len(groups))):
         for ax, metric in zip(axes, ("loss", "acc")):
             for split, style in (("val", "-"), ("train", "--")):
                 xs, mean, std = _mean_std(members, x, f"{split}_{metric}")
                 if not len(xs):
                     continue
+                if metric == "loss":
+                    losses += [float(v) for v in mean if np.isfinite(v) and v > 0]
                 name = f"{label} — {split}" if len(groups) > 1 else split
-                marker = "o" if len(xs) <= 30 else None
+                marker = mark if len(xs) <= 30 else None
                 ax.plot(xs, mean, style, color=color, label=name, marker=marker, markersize=3)
                 if len(members) > 1:
                     ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
@@ -143,30 +191,44 @@ def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x
                      fontsize=11)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if losses and max(losses) / min(losses) > LOG_SPAN:  # one huge early loss must not flatten the rest
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("cross-entropy loss (log scale)")
     axes[1].set_ylim(top=1.0)
     if any(len(m) > 1 for _, m in groups):
         axes[0].text(0.99, 0.98, "band: mean ± std over seeds", transform=axes[0].transAxes, ha="right",
                      va="top", fontsize=8, color="0.3")
     handles, labels = axes[1].get_legend_handles_labels()
-    if len(labels) > 8:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(groups)), fontsize=8)
-    else:
-        axes[1].legend(fontsize=8, loc="lower right")
+    # outside the axes, below them: never over a line, never clipped (constrained layout makes room)
+    ncols = 2 if len(groups) == 1 else min(4, max(2, 2 * ((len(labels) + 7) // 8)))
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
     if title is None:
         title = (f"Training curves: {loaded[0].path.name}" if len(loaded) == 1
                  else f"Training curves: {len(loaded)} runs")
     fig.suptitle(title, fontsize=12)
-    if out_dir is None:
-        out_dir = (loaded[0].path / PLOTS_DIR) if len(loaded) == 1 else Path(PLOTS_DIR)
-    name = filename or ("curves.png" if x == "epoch" else "curves_step.png")
-    return save(fig, Path(out_dir) / name)
+    if len(labels) > 8:  # a tall legend: make the figure taller instead of squeezing the axes
+        fig.set_size_inches(CURVES_SIZE[0], CURVES_SIZE[1] + 0.18 * -(-len(labels) // ncols))
+    return fig
+
+
+def _default_name(loaded: Sequence[RunCurves], x: str) -> str:
+    """``curves.png`` for one run (in its own plots folder); ``curves-A+B+C.png`` for several runs."""
+    from cnntool.viz._plot import safe_name
+
+    suffix = "" if x == "epoch" else "_step"
+    if len(loaded) == 1:
+        return f"curves{suffix}.png"
+    parents = {r.path.parent.name for r in loaded}
+    what = (f"{next(iter(parents))}-{len(loaded)}runs" if len(parents) == 1 and len(loaded) > 4
+            else "+".join(r.path.name for r in loaded))
+    return f"curves{suffix}-{safe_name(what)[:80]}.png"
 
 
 def plot_run_curves(patterns: Sequence[str], out_dir: str | Path | None = None, x: str = "epoch",
-                    title: str | None = None) -> tuple[Path, list[str]]:
+                    title: str | None = None, force: bool = False) -> tuple[Path, list[str]]:
     """``plot_curves`` over run directories, globs and folders of runs (seeds, recipes, sweeps); returns the
     PNG and the paths skipped as not runs."""
     from cnntool.runs import expand_runs
 
     runs, skipped = expand_runs(list(patterns))
-    return plot_curves(runs, out_dir, x=x, title=title), skipped
+    return plot_curves(runs, out_dir, x=x, title=title, force=force), skipped

@@ -16,6 +16,14 @@ CELL_W, CELL_H, TITLE_H = 2.0, 2.35, 0.5
 MAX_GRID = 50  # rows and columns of a prediction grid (a figure of 2,500 images is already large)
 
 
+def wrap_title(title: str, width_in: float, fontsize: float = 11) -> str:
+    """The title broken into lines that fit ``width_in`` inches (a 2-column grid must not cut it)."""
+    import textwrap
+
+    per_line = max(12, int(width_in / (fontsize * 0.0075)))
+    return "\n".join(textwrap.wrap(title, per_line)) or title
+
+
 def examples_figsize(rows: int, cols: int) -> tuple[float, float]:
     return cols * CELL_W, rows * CELL_H + TITLE_H
 
@@ -29,7 +37,7 @@ def plot_examples(images: torch.Tensor, titles: Sequence[str], wrong: Sequence[b
     rows = -(-n // cols)
     fig = figure(*examples_figsize(rows, cols))
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(wrap_title(title, examples_figsize(rows, cols)[0]), fontsize=11)
     for i in range(rows * cols):
         ax = fig.add_subplot(rows, cols, i + 1)
         if i >= n:
@@ -42,9 +50,10 @@ def plot_examples(images: torch.Tensor, titles: Sequence[str], wrong: Sequence[b
 
 def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: str = "test",
                      wrong: bool | None = None, data: str | None = None, out_dir: str | Path | None = None,
-                     which: str = "best") -> Path:
+                     which: str = "best", force: bool = False) -> Path:
     """The first rows×cols images of a split with true and predicted class (and confidence); wrong ones in
-    red with a red frame. ``wrong=True``/``False`` shows only misclassified / only correct images."""
+    red with a red frame. ``wrong=True``/``False`` shows only misclassified / only correct images
+    (``predictions_SPLIT_wrong.png`` / ``_right.png``)."""
     from cnntool.runs import load_run
     from cnntool.viz.inputs import from_split, normalise
 
@@ -65,7 +74,12 @@ def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: s
     which_ones = {None: "", True: "misclassified ", False: "correctly classified "}[wrong]
     heading = (f"{run.spec.arch}: {which_ones}{split} images — {len(flags) - n_wrong} right, {n_wrong} wrong "
                f"(red)")
-    path = run.plots_dir(out_dir) / f"predictions_{split}.png"
+    kind = {None: "", True: "_wrong", False: "_right"}[wrong]
+    path = run.plots_dir(out_dir) / f"predictions_{split}{kind}.png"
+    if out_dir is None and not force:  # the default folder: keep an earlier grid, number the new one
+        from cnntool.fileio import next_free_path
+
+        path = next_free_path(path)
     return plot_examples(ex.images, titles, flags, path, cols=cols, title=heading)
 
 

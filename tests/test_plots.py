@@ -1,0 +1,181 @@
+"""Figures a person can read: legends by the differing options (short, rounded, no paths), outside the axes
+and inside the figure, distinct colours past 10 runs, log-scale loss over orders of magnitude, integer
+epoch ticks, train dashed / val solid, and default output names that never replace an earlier file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from cnntool.viz.curves import RunCurves, curves_figure, group_runs  # noqa: E402
+
+
+def _rows(n_epochs=4, first_loss=0.5, acc=0.9):
+    rows = []
+    for e in range(1, n_epochs + 1):
+        loss = first_loss if e == 1 else 0.3 / e
+        rows.append({"epoch": e, "step": e * 10, "train_loss": loss * 1.1, "val_loss": loss,
+                     "train_acc": acc, "val_acc": acc - 0.01})
+    return rows
+
+
+def _run(name, **options):
+    opts = {"command": "train", "weights_kind": "none", "data_dir": f"/tmp/data/{name}", "lr": 1e-3, **options}
+    return RunCurves(Path("/tmp/runs") / name, opts, _rows(first_loss=options.pop("_first", 0.5)))
+
+
+def _render(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def test_legend_labels_short_rounded_without_paths_or_bookkeeping():
+    runs = [_run("a", lr=0.003156737740174317, init="/home/me/weights/a.pt"),
+            _run("b", lr=0.0001234, init="/home/me/weights/b.pt")]
+    labels = [label for label, _ in group_runs(runs)]
+    assert labels == ["lr=3.2e-3", "lr=1.2e-4"]
+    assert all("/" not in lab and "weights_kind" not in lab and "command" not in lab for lab in labels)
+
+
+def test_legend_outside_axes_inside_figure():
+    import matplotlib.pyplot as plt
+
+    runs = [_run(f"r{i}", lr=10 ** -(i / 4 + 2), dropout=i / 10) for i in range(12)]
+    fig = curves_figure(runs)
+    renderer = _render(fig)
+    legends = fig.legends
+    assert len(legends) == 1
+    box = legends[0].get_window_extent(renderer)
+    fig_box = fig.bbox
+    assert box.x0 >= fig_box.x0 - 1 and box.x1 <= fig_box.x1 + 1 and box.y0 >= fig_box.y0 - 1
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), "legend covers an axes"
+    labels = [t.get_text() for t in legends[0].get_texts()]
+    assert all(len(t) <= 50 for t in labels)
+    plt.close(fig)
+
+
+def test_distinct_colours_past_ten_runs_and_styles():
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    runs = [_run(f"r{i}", lr=10 ** -(i / 4 + 2)) for i in range(14)]
+    fig = curves_figure(runs)
+    loss_ax = fig.axes[0]
+    val = [ln for ln in loss_ax.get_lines() if ln.get_label().endswith("val")]
+    train = [ln for ln in loss_ax.get_lines() if ln.get_label().endswith("train")]
+    assert len(val) == 14 and {ln.get_linestyle() for ln in val} == {"-"}
+    assert {ln.get_linestyle() for ln in train} == {"--"}
+    looks = {(mcolors.to_hex(ln.get_color()), ln.get_marker()) for ln in val}
+    assert len(looks) == 14
+    plt.close(fig)
+
+
+def test_log_scale_loss_and_integer_epoch_ticks():
+    import matplotlib.pyplot as plt
+
+    flat = curves_figure([_run("a")])
+    assert flat.axes[0].get_yscale() == "linear"
+    plt.close(flat)
+    run = _run("resnet")
+    run.rows[0]["val_loss"] = 63.0  # ResNet's first-epoch val loss
+    fig = curves_figure([run])
+    _render(fig)
+    assert fig.axes[0].get_yscale() == "log"
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+
+
+def test_seed_band_train_dashed_val_solid(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from cnntool.experiments import plots
+
+    captured = {}
+    orig = plots._save
+
+    def keep(fig, path):
+        captured["styles"] = {ln.get_label(): ln.get_linestyle() for ax in fig.axes for ln in ax.get_lines()
+                              if not ln.get_label().startswith("_")}
+        return orig(fig, path)
+
+    plots._save = keep
+    try:
+        plots.band_figure([_rows(), _rows(acc=0.8)], tmp_path / "b.png")
+    finally:
+        plots._save = orig
+    assert captured["styles"] == {"val mean ± std": "-", "train mean ± std": "--"}
+    plt.close("all")
+
+
+def test_default_names_never_replace(tmp_path, monkeypatch):
+    from cnntool.fileio import next_free_path
+
+    p = tmp_path / "curves.png"
+    assert next_free_path(p) == p
+    p.write_bytes(b"x")
+    assert next_free_path(p) == tmp_path / "curves-2.png"
+    assert next_free_path(p, force=True) == p
+    (tmp_path / "curves-2.png").write_bytes(b"x")
+    assert next_free_path(p) == tmp_path / "curves-3.png"
+    assert math.isfinite(1.0)
+
+
+def test_cam_overlay_keeps_the_digit_visible_and_names_layers_by_path():
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from cnntool.viz.cam import blend, cam_filename, describe_layer
+
+    digit = torch.zeros(1, 8, 8)
+    digit[0, 2:6, 3:5] = 1.0  # a bright stroke on black
+    stroke = digit[0].numpy() > 0.5
+    for heat in (np.zeros((8, 8)), np.ones((8, 8)), np.linspace(0, 1, 64).reshape(8, 8)):
+        rgb = blend(digit, heat)
+        lum = rgb @ np.array([0.299, 0.587, 0.114])
+        # every stroke pixel brighter than every background pixel next to it, under any heat
+        assert lum[stroke].min() > lum[~stroke][(heat[~stroke] >= heat[stroke].min() - 1e-9)].max() \
+            if heat.std() == 0 else (lum[stroke] / lum[~stroke].mean()).min() > 1.2
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()))
+    assert describe_layer(net, "2.1") == "2.1 (ReLU)"
+    assert cam_filename(["cam", "gradcam"]) == "cam-gradcam.png" and "cam_cam" not in cam_filename(["cam"])
+
+
+def test_two_column_grid_title_fits_its_figure():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from cnntool.viz.predictions import examples_figsize, plot_examples
+
+    title = "resnet18_finetuned: misclassified test images — 0 right, 4 wrong (red)"
+    captured = {}
+    from cnntool.viz import predictions
+
+    orig = predictions.save
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        captured["box"] = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+        captured["fig"] = fig.bbox
+        return orig(fig, path)
+
+    predictions.save = keep
+    try:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            plot_examples(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), ["a", "b"], [True, False], f"{d}/p.png",
+                          cols=2, title=title)
+    finally:
+        predictions.save = orig
+    box, fig_box = captured["box"], captured["fig"]
+    assert box.x0 >= fig_box.x0 and box.x1 <= fig_box.x1 and box.y1 <= fig_box.y1
+    assert examples_figsize(1, 2)[0] == 4.0
+    plt.close("all")

@@ -80,7 +80,7 @@ def test_options_that_do_not_apply_are_errors():
                                                                                           "dropout": 0.0}
     with pytest.raises(ConfigError, match="--filters does not apply to model simplecnn"):
         resolve_kwargs("simplecnn", {"filters": "equal8"})
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ConfigError, match="'resnet1000' is not a model"):  # a bad option value: exit 2
         get_model_info("resnet1000")
 
 

@@ -105,7 +105,7 @@ def test_gradcam_equals_cam_for_gap_linear_models():
 
 
 def test_gradcam_bad_layer_names_the_layer():
-    with pytest.raises(ModelError, match="nolayer"):
+    with pytest.raises(ConfigError, match="nolayer"):  # a bad option value: exit 2
         GradCAM(left_model(), layer="nolayer")(torch.rand(1, 1, 8, 8))
 
 

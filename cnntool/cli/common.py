@@ -82,14 +82,14 @@ class _WarningLine(logging.Handler):
     """The library's warnings (``logging.getLogger("cnntool")``) as one ``warning:`` line each on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        stderr_console(soft_wrap=True).print(f"[yellow]warning:[/yellow] {escape(record.getMessage())}")
+        text = record.getMessage().removeprefix("warning: ")
+        stderr_console(soft_wrap=True).print(f"[yellow]warning:[/yellow] {escape(text)}")
 
 
 def route_library_warnings() -> None:
     logger = logging.getLogger("cnntool")
     if not any(isinstance(h, _WarningLine) for h in logger.handlers):
-        logger.addHandler(_WarningLine(logging.WARNING))
-        logger.propagate = False
+        logger.addHandler(_WarningLine(logging.WARNING))  # the root logger has no handler: printed once
 
 
 def print_error(message: str) -> None:

@@ -64,7 +64,7 @@ def compare_strategies(cfg: RunConfig, ft: FinetuneOptions, strategies: list[str
         w.writerows(rows)
     from cnntool.viz.curves import plot_curves
 
-    plot = plot_curves([r["run_dir"] for r in rows], out, title="fine-tuning strategies")
+    plot = plot_curves([r["run_dir"] for r in rows], out, title="fine-tuning strategies", filename="curves.png")
     summary = {"out": str(out), "plot": str(plot), "strategies": rows}
     write_json(out / "strategies.json", summary)
     return summary

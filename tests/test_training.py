@@ -251,3 +251,10 @@ def test_checkpoint_from_a_newer_format_is_refused(digits_run, tmp_path):
     torch.save({**ckpt, "format_version": 999}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="newer cnntool"):
         load_model(tmp_path / "future.pt")
+
+
+def test_summary_writes_whole_epochs_as_integers(digits_run):
+    run_dir, _ = digits_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert isinstance(summary["best_epoch"], int) and isinstance(summary["epochs_run"], int)
+    assert '"best_epoch": 2.0' not in (run_dir / "summary.json").read_text()

@@ -97,6 +97,11 @@ def prepare_train(cfg: RunConfig, reporter: Reporter | None = None) -> Setup:
     return Setup(cfg, model, data, spec)
 
 
+def _whole(value: float | int | None) -> float | int | None:
+    """An epoch count as an int when it is whole."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
@@ -450,8 +455,8 @@ class Trainer:
             "arch": self.setup.spec.arch,
             "data": self.setup.data.name,
             "monitor": self.tcfg.monitor,
-            "best_epoch": self.best_epoch,
-            "epochs_run": round(self.global_step / self.steps_per_epoch, 4),
+            "best_epoch": _whole(self.best_epoch),  # 2, not 2.0 (1.5 with --eval-every)
+            "epochs_run": _whole(round(self.global_step / self.steps_per_epoch, 4)),
             "stopped_early": stopped_early,
             "stopped_by_time": self.out_of_time,
             "weights": "ema" if self.ema is not None else "raw",

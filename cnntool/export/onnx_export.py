@@ -10,10 +10,8 @@ BatchNorm into the convolutions and drops Dropout, and gives a symbolic batch ax
 
 from __future__ import annotations
 
-import contextlib
 import io
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +22,7 @@ from torch import nn
 
 from cnntool import __version__
 from cnntool.errors import CheckpointError, CnnToolError, ConfigError, ModelError, first_line
+from cnntool.export.quiet import quiet
 from cnntool.fileio import atomic_path
 from cnntool.export.metadata import spec_to_metadata
 from cnntool.export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP
@@ -254,19 +253,9 @@ def to_onnx(model: nn.Module, spec: ModelSpec, opset: int, static_batch: bool, e
     return proto, "torchscript", (f"used the TorchScript exporter, not the dynamo one ({reason})" if reason else None)
 
 
-def _quiet():
-    """Exporters print progress and warnings; stdout must carry only results."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    return stack
-
-
 def _export_dynamo(model: nn.Module, x: torch.Tensor, opset: int, static_batch: bool):
     dynamic = None if static_batch else ({0: torch.export.Dim("batch", min=1)},)
-    with _quiet():
+    with quiet():
         program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=["input"],
                                     output_names=["logits"], dynamic_shapes=dynamic, optimize=True,
                                     verbose=False, report=False)
@@ -281,7 +270,7 @@ def _export_torchscript(model: nn.Module, x: torch.Tensor, opset: int, static_ba
 
     buf = io.BytesIO()
     axes = None if static_batch else {"input": {0: "batch"}, "logits": {0: "batch"}}
-    with _quiet():
+    with quiet():
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset, input_names=["input"],
                           output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())

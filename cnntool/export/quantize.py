@@ -18,6 +18,7 @@ import numpy as np
 
 from cnntool.errors import ConfigError, DataError, ModelError, first_line
 from cnntool.export.choices import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_CALIB_METHOD, DEFAULT_MAX_DROP, PRECISIONS  # noqa: F401
+from cnntool.export.quiet import quiet
 from cnntool.fileio import atomic_path
 from cnntool.spec import ModelSpec
 
@@ -137,13 +138,13 @@ def quantize_int8(fp32_path: str | Path, out: str | Path, spec: ModelSpec, calib
     with tempfile.TemporaryDirectory(prefix="cnntool-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         try:  # shape inference + graph optimisation before quantization, as onnxruntime recommends
-            with _quiet():
+            with quiet():
                 quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             source = pre
         except Exception:  # noqa: BLE001 - fall back to the exported graph as it is
             source = Path(fp32_path)
         try:
-            with _quiet():  # the quantizer prints progress; stdout carries only results
+            with quiet():  # the quantizer prints progress; stdout carries only results
                 quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=method)
@@ -157,7 +158,7 @@ def convert_fp16(fp32_path: str | Path, out: str | Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     try:
-        with _quiet():
+        with quiet():
             proto = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{fp32_path}: cannot convert it to float16 ({first_line(e)})") from None
@@ -232,22 +233,5 @@ def make_variant(precision: str, fp32_path: str | Path, test, out: str | Path | 
             raise AccuracyGateError(f"{out}: {precision} model refused ({why}; top-1 agreement with FP32 "
                                     f"{result.agreement:.2%}); file not written", result)
     return result
-
-
-def _quiet():
-    import contextlib
-    import io
-    import logging
-    import warnings
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    stack.callback(logging.disable, previous)
-    return stack
 
 

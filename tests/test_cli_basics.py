@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
-
+import typer.main
 from typer.testing import CliRunner
 
 from cnntool.cli.main import app
@@ -45,6 +46,24 @@ def test_every_command_has_help():
     for cmd in COMMANDS:
         assert cmd.split()[0] in result.output
         assert runner.invoke(app, [*cmd.split(), "--help"]).exit_code == 0, cmd
+
+
+def test_commands_are_built_when_used_and_all_listed():
+    from cnntool.cli.main import COMMANDS as TABLE
+
+    root = typer.main.get_command(app)
+    assert list(root.list_commands(None)) == list(TABLE)  # the help listing keeps the table's order
+    result = CliRunner().invoke(app, ["--help"])
+    found = [re.search(rf"^\W*{re.escape(name)}\s", result.output, re.M) for name in TABLE]
+    assert None not in found, result.output
+    assert [m.start() for m in found] == sorted(m.start() for m in found), result.output
+    typo = CliRunner().invoke(app, ["predcit"])  # a mistyped command still gets its suggestion
+    assert typo.exit_code == 2 and "predict" in typo.output
+
+
+def test_help_is_rendered_without_pydantic():
+    # typer 0.29 validates every parameter through pydantic (0.1 s more per call): pyproject keeps it out
+    assert "pydantic" not in _modules_after(["--help"]) | _modules_after(["train", "--help"])
 
 
 def test_usage_error_exits_2():

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cnntool.config import DataConfig
 from cnntool.data import augment
@@ -236,16 +236,20 @@ def test_in_memory_images_resize_exactly_as_their_files(tmp_path):
         np.testing.assert_array_equal(in_memory, from_files)
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tiff"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
     pixels = np.zeros((10, 20, 3), dtype=np.uint8)
     pixels[:, :5] = 255  # white band on the left of a landscape image
     img = Image.fromarray(pixels)
     exif = img.getexif()
     exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
-    img.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
-    out = np.asarray(open_image(tmp_path / "rotated.jpg", 3))
+    path = tmp_path / f"rotated{suffix}"
+    img.save(path, exif=exif, **({"quality": 95} if suffix in (".jpg", ".webp") else {}))
+    out = np.asarray(open_image(path, 3))
     assert out.shape == (20, 10, 3)  # displayed upright: portrait
     assert out[:5].mean() > 200 and out[-5:].mean() < 50  # the band is now at the top
+    with Image.open(path) as ref:  # Pillow's own reading of the orientation agrees
+        assert np.asarray(ImageOps.exif_transpose(ref).convert("RGB")).shape == out.shape
 
 
 def test_hidden_files_and_folders_are_not_training_images(tmp_path):

@@ -97,9 +97,9 @@ def test_onnx_predict_does_not_import_torch(setup):
     code = (
         "import sys\n"
         "from cnntool.cli.main import app\n"
-        f"try:\n    app(['predict', {str(setup['onnx'])!r}, {setup['paths'][0]!r}, '--json'])\n"
+        f"try:\n    app(['predict', {str(setup['onnx'])!r}, {setup['paths'][0]!r}, '--json', '-q'])\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = [m for m in ('torch', 'torchvision') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'rich', 'pydantic') if m in sys.modules]\n"
         "print('HEAVY:' + ','.join(heavy))\n"
         "print('CNNTOOL:' + ','.join(sorted(m for m in sys.modules if m.startswith('cnntool'))))\n"
     )
@@ -107,6 +107,9 @@ def test_onnx_predict_does_not_import_torch(setup):
     assert out.returncode == 0, out.stderr
     lines = dict(line.split(":", 1) for line in out.stdout.splitlines() if line[:6] in ("HEAVY:", "CNNTOO"))
     assert lines["HEAVY"] == "", f"predict imported {lines['HEAVY']} (cnntool modules loaded: {lines['CNNTOOL']})"
+    # the other commands' modules are not imported either: start-up pays for predict alone
+    assert {m for m in lines["CNNTOOL"].split(",") if m.startswith("cnntool.cli.")} == {
+        "cnntool.cli.main", "cnntool.cli.common", "cnntool.cli.predict"}, lines["CNNTOOL"]
     assert json.loads(out.stdout.splitlines()[0])["path"] == setup["paths"][0]
 
 

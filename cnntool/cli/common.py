@@ -1,6 +1,7 @@
 """Shared CLI plumbing: consoles, JSON output, the one place errors become exit codes.
 
-Imports nothing heavy: `cnntool --help` must stay fast.
+Imports nothing heavy, rich included (imported when something is printed): `cnntool --help` and a quiet
+`cnntool predict --json` must start fast.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import math
 
 import typer
 import typer.core
-from rich.console import Console
-from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 try:  # Typer >= 0.20 vendors click
     from typer._click.exceptions import UsageError
@@ -28,14 +30,23 @@ DEBUG_ENV = "CNNTOOL_DEBUG"
 
 def stderr_console(soft_wrap: bool = False) -> Console:
     """Human output goes to stderr; no live redraw off a TTY (rich), no styling at all under NO_COLOR."""
+    from rich.console import Console
+
     plain = os.environ.get("NO_COLOR", "") != ""
     return Console(stderr=True, highlight=False, soft_wrap=soft_wrap, color_system=None if plain else "auto")
 
 
-def print_json(obj: Any) -> None:
-    """One JSON document on stdout, for shell pipelines: strict JSON (NaN and infinity become null)."""
-    sys.stdout.write(json.dumps(_finite_json(obj), default=_json_default, allow_nan=False) + "\n")
-    sys.stdout.flush()
+def print_json(obj: Any, flush: bool = True) -> None:
+    """One JSON document on stdout, for shell pipelines: strict JSON (NaN and infinity become null).
+
+    ``flush=False`` leaves flushing to the caller (predict flushes once per batch, not per line)."""
+    try:  # the common case has no NaN/inf: one pass, no copy
+        text = json.dumps(obj, default=_json_default, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite_json(obj), default=_json_default, allow_nan=False)
+    sys.stdout.write(text + "\n")
+    if flush:
+        sys.stdout.flush()
 
 
 def _finite_json(obj: Any) -> Any:
@@ -82,6 +93,8 @@ class _WarningLine(logging.Handler):
     """The library's warnings (``logging.getLogger("cnntool")``) as one ``warning:`` line each on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
         text = record.getMessage().removeprefix("warning: ")
         stderr_console(soft_wrap=True).print(f"[yellow]warning:[/yellow] {escape(text)}")
 
@@ -94,6 +107,8 @@ def route_library_warnings() -> None:
 
 def print_error(message: str) -> None:
     """One ``error:`` line; control characters of file names in it are shown escaped, never sent raw."""
+    from rich.markup import escape
+
     from cnntool.data.preprocess import clean_text
 
     stderr_console(soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(clean_text(message))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv as _csv
+import functools
 import sys
 import time
 from typing import Annotated, Optional
@@ -42,23 +43,20 @@ def predict(
     """
     if json and csv:
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
-    from rich.markup import escape
-
-    from cnntool.data.preprocess import clean_text
     from cnntool.errors import DataError
     from cnntool.export.runtime import Failure, expand_inputs, open_classifier, predict_files
 
-    console = stderr_console()
+    console = functools.cache(stderr_console)  # rich is imported only when something is printed
     start = time.perf_counter()
     backend = open_classifier(model, threads)
     paths, failures = expand_inputs(inputs)
     for f in failures:
-        console.print(f"[bold red]error:[/bold red] {escape(clean_text(f.error))}", soft_wrap=True)
+        _error(console(), f.error)
     if not paths:
         if not failures:
             raise DataError("no image files to predict")
         if not quiet:  # each bad input already has its one error line
-            console.print(f"0 image(s) predicted, {len(failures)} failed")
+            console().print(f"0 image(s) predicted, {len(failures)} failed")
         raise typer.Exit(ExitStatus.FAILURE)
 
     k = min(top_k, backend.spec.num_classes)
@@ -68,35 +66,48 @@ def predict(
         for j in range(2, k + 1):
             header += [f"label_{j}", f"prob_{j}"]
         writer.writerow(header)
-    progress = _progress(console, len(paths), batch_size, quiet)
+    progress = None if quiet else _progress(console(), len(paths), batch_size)
+
+    def batch_done(done: int, total: int) -> None:  # lines reach a pipe a batch at a time, not one write each
+        sys.stdout.flush()
+        if progress:
+            progress.update(done, total)
+
     shown, n_ok, n_bad = [], 0, len(failures)
     try:
-        for item in predict_files(backend, paths, batch_size, k, on_progress=progress.update if progress else None,
-                                  threads=threads):
+        for item in predict_files(backend, paths, batch_size, k, on_progress=batch_done, threads=threads):
             if isinstance(item, Failure):
                 n_bad += 1
-                console.print(f"[bold red]error:[/bold red] {escape(clean_text(item.error))}", soft_wrap=True)
+                _error(console(), item.error)
                 continue
             n_ok += 1
             if json:
-                print_json(item.to_dict())
+                print_json(item.to_dict(), flush=False)
             elif writer:
                 row = [item.path, item.label, item.index, f"{item.prob:.6f}"]
                 for lab, _, p in item.top_k[1:]:
                     row += [lab, f"{p:.6f}"]
                 writer.writerow(row)
-                sys.stdout.flush()
             if len(shown) < TABLE_ROWS:
                 shown.append(item)
     finally:
+        sys.stdout.flush()
         if progress:
             progress.close()
     if not quiet:
-        _table(console, shown, n_ok, k)
-        console.print(f"{n_ok} image(s) predicted, {n_bad} failed, with {backend.name} ({model}) in "
+        _table(console(), shown, n_ok, k)
+        console().print(f"{n_ok} image(s) predicted, {n_bad} failed, with {backend.name} ({model}) in "
                       f"{time.perf_counter() - start:.2f} s")
     if n_bad:
         raise typer.Exit(ExitStatus.FAILURE)
+
+
+def _error(console, message: str) -> None:
+    from rich.markup import escape
+
+    from cnntool.data.preprocess import clean_text
+
+    console.print(f"[bold red]error:[/bold red] {escape(clean_text(message))}", soft_wrap=True)
 
 
 def _table(console, shown, n_ok: int, k: int) -> None:
@@ -137,7 +148,7 @@ class _Bar:
         self.progress.stop()
 
 
-def _progress(console, n: int, batch_size: int, quiet: bool):
-    if quiet or not console.is_terminal or n <= batch_size:
+def _progress(console, n: int, batch_size: int):
+    if not console.is_terminal or n <= batch_size:
         return None
     return _Bar(console, n)

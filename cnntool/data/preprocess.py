@@ -69,7 +69,7 @@ def open_image(path: str | Path, in_channels: int, draft_size: int | None = None
             im.draft("RGB" if in_channels == 3 else "L", (draft_size, draft_size))
         im.load()  # a single-frame file is closed here
         # exif_transpose copies the image: only call it when the photo really is rotated
-        out = ImageOps.exif_transpose(im) if im.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1) else im
+        out = ImageOps.exif_transpose(im) if _rotated(im) else im
         out = to_mode(out, in_channels)
         if out is im and getattr(im, "fp", None) is not None:
             out = im.copy()  # Pillow keeps multi-frame files open: detach the pixels before closing it
@@ -89,6 +89,14 @@ def open_image(path: str | Path, in_channels: int, draft_size: int | None = None
         _decoding.sink = None
         for note in dict.fromkeys(notes):
             logging.getLogger("cnntool").warning("%s: %s", clean_text(str(path)), note)
+
+
+def _rotated(im: Image.Image) -> bool:
+    """An EXIF orientation other than upright. The EXIF block is parsed only where the file has one: JPEG, PNG
+    and WebP keep it in ``info["exif"]`` (PNG's text-chunk form too), TIFF in its own tags."""
+    if im.format not in ("TIFF", "MPO") and "exif" not in im.info and "Raw profile type exif" not in im.info:
+        return False
+    return im.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
 
 
 def to_mode(im: Image.Image, in_channels: int) -> Image.Image:

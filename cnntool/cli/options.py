@@ -54,7 +54,9 @@ DECLARED: dict[type, dict[str, Declared | None]] = {  # None: a config field wit
         "workers": _d(_DATA, "--workers", help="DataLoader workers for large folder data sets."),
         "augment": _d(_AUG, "--augment", help=f"Preset: {_names(C.AUGMENT_PRESETS)}. The policies "
                                               f"({_names(C.AUGMENT_POLICIES)}: torchvision transforms.v2, plus a flip) "
-                                              "run per sample on uint8; every other op runs batch-at-a-time."),
+                                              "draw one op per image on uint8: trivialaugment in batched "
+                                              "kernels, the others image by image; every other op runs "
+                                              "batch-at-a-time."),
         "random_erasing": _d(_AUG, "--random-erasing", help="Probability of erasing one random rectangle per image "
                                                             "(torchvision RandomErasing, batch-at-a-time)."),
         "crop_pad": _d(_AUG, "--crop-pad", help="Random crop after zero padding of N pixels."),

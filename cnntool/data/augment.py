@@ -169,10 +169,15 @@ _POLICIES: dict[str, Any] = {}
 
 def apply_policy(x: torch.Tensor, name: str, g: torch.Generator) -> torch.Tensor:
     """One independent draw of the policy per image (v2 samples one op per call, so a whole-batch call would
-    give every image the same op). torchvision draws from the global RNG: it is forked and seeded from ``g``,
-    so the result depends only on the seed, and the caller's global RNG is untouched."""
+    give every image the same op): TrivialAugmentWide in batched kernels (cnntool.data.trivialaugment), the
+    others image by image. Those draw from torchvision's global RNG: it is forked and seeded from ``g``, so the
+    result depends only on the seed, and the caller's global RNG is untouched."""
     if x.dtype != torch.uint8:
         raise ValueError("augmentation policies run on uint8 images")
+    if name == "trivialaugment":  # one op per image either way: this one runs whole batches
+        from cnntool.data.trivialaugment import trivial_augment
+
+        return trivial_augment(x, g)
     tf = _POLICIES.get(name) or _POLICIES.setdefault(name, policy_transform(name))
     seed = int(torch.randint(0, 2**62, (1,), generator=g))
     gray = x.shape[1] == 1

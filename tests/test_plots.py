@@ -179,3 +179,74 @@ def test_two_column_grid_title_fits_its_figure():
     assert box.x0 >= fig_box.x0 and box.x1 <= fig_box.x1 and box.y1 <= fig_box.y1
     assert examples_figsize(1, 2)[0] == 4.0
     plt.close("all")
+
+
+def _trials():
+    import random
+
+    rng = random.Random(0)
+    out = []
+    for n in range(12):
+        params = {"lr": 10 ** rng.uniform(-4, -2), "bn": rng.choice([True, False]),
+                  "activation": rng.choice(["relu", "gelu", "silu"]), "dropout": rng.choice([0.0, 0.1, 0.3, 0.5])}
+        out.append({"number": n, "state": "PRUNED" if n == 3 else "COMPLETE", "value": rng.uniform(0.5, 0.98),
+                    "params": params})
+    return out
+
+
+@pytest.mark.parametrize("with_axes", [True, False])
+def test_parallel_coordinates_colour_bar_decade_ticks_categories_inside_figure(tmp_path, with_axes):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from cnntool.experiments.plots import parallel_axes, parallel_figure
+
+    trials = _trials()
+    params = ["lr", "bn", "activation", "dropout"]
+    axes = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "bn": {"type": "categorical", "choices": [True, False]},
+            "activation": {"type": "categorical", "choices": ["relu", "gelu", "silu"]},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5, "log": False}} if with_axes else None
+    if not with_axes:  # from the values alone: lr spans 1e-4 … 1e-2 exactly
+        trials[0]["params"]["lr"], trials[1]["params"]["lr"] = 1e-4, 1e-2
+    fig = parallel_axes(trials, params, "val_acc", True, axes)
+    renderer = _render(fig)
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "val_acc" and ax.collections]
+    assert len(bars) == 1, "one colour bar, labelled with the metric"
+    done = [t["value"] for t in trials if t["state"] == "COMPLETE"]
+    assert bars[0].get_ylim() == pytest.approx((min(done), max(done)))
+    dims = [ax for ax in fig.axes if ax.get_yticklabels() and ax not in bars and ax.spines["left"].get_visible()]
+    by_x = sorted(dims, key=lambda a: a.spines["left"].get_window_extent(renderer).x0)
+    assert len(by_x) == len(params) + 1  # one axis per parameter, then the metric
+    lr, bn, act, drop, metric = by_x
+    assert lr.get_yscale() == "log"
+    assert [t.get_text() for t in lr.get_yticklabels()] == ["1e-4", "1e-3", "1e-2"]
+    assert list(lr.get_yticks()) == pytest.approx([1e-4, 1e-3, 1e-2])
+    bn_labels = [t.get_text() for t in bn.get_yticklabels()]
+    assert sorted(bn_labels) == ["False", "True"]
+    act_labels = [t.get_text() for t in act.get_yticklabels()]
+    assert sorted(act_labels) == ["gelu", "relu", "silu"]
+    if with_axes:
+        assert act_labels == ["relu", "gelu", "silu"]  # the space's order
+    assert [t.get_text() for t in drop.get_yticklabels()] == ["0", "0.1", "0.2", "0.3", "0.4", "0.5"]
+    assert all(len(t.get_text()) <= 6 for t in metric.get_yticklabels())
+    # every line meets the lr axis at its trial's lr, read back through that axis's own (log) scale
+    host = fig.axes[0]
+    drawn = sorted(lr.transData.inverted().transform(host.transData.transform((0, line.get_ydata()[0])))[1]
+                   for line in host.get_lines())
+    assert drawn == pytest.approx(sorted(t["params"]["lr"] for t in trials if t["state"] == "COMPLETE"), rel=1e-6)
+    # everything drawn (titles, tick labels, the colour bar's label) inside the figure, no two labels of one
+    # axis on top of each other
+    tight, page = fig.get_tightbbox(renderer), fig.bbox_inches
+    assert page.x0 - 0.01 <= tight.x0 and tight.x1 <= page.x1 + 0.01
+    assert page.y0 - 0.01 <= tight.y0 and tight.y1 <= page.y1 + 0.01
+    for ax in by_x:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_yticklabels()]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+    png = Path(parallel_figure(trials, params, "val_acc", True, tmp_path / "p.png", axes))
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert img.shape[0] > 300 and img.shape[1] > 600
+    assert (np.abs(img - 255).sum(-1) > 60).mean() > 0.02  # lines drawn, not an empty canvas

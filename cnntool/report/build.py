@@ -223,7 +223,7 @@ def sweep_blocks(src: Source, tmp: Path) -> list[dict[str, Any]]:
         out = Path(tempfile.mkdtemp(prefix="sweep", dir=tmp))
         blocks.append(figure("History", history_figure(trials, monitor, maximize, out / "history.png")))
         blocks.append(figure("Parallel coordinates", parallel_figure(trials, params, monitor, maximize,
-                                                                     out / "parallel.png")))
+                                                                     out / "parallel.png", s.get("axes"))))
         blocks.append(code(f"Best: trial {best['number']}, {monitor} {fmt(best['value'])}; reproduce with",
                            best["command"]))
     else:

@@ -132,7 +132,7 @@ def test_cam_overlay_keeps_the_digit_visible_and_names_layers_by_path():
     import torch
     from torch import nn
 
-    from cnntool.viz.cam import blend, cam_filename, describe_layer
+    from cnntool.viz.cam import blend, cam_filename, cam_title, describe_layer
 
     digit = torch.zeros(1, 8, 8)
     digit[0, 2:6, 3:5] = 1.0  # a bright stroke on black
@@ -146,6 +146,13 @@ def test_cam_overlay_keeps_the_digit_visible_and_names_layers_by_path():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()))
     assert describe_layer(net, "2.1") == "2.1 (ReLU)"
     assert cam_filename(["cam", "gradcam"]) == "cam-gradcam.png" and "cam_cam" not in cam_filename(["cam"])
+    from cnntool.viz.saliency import magnitude_title
+
+    assert magnitude_title("Guided backprop", 1) == "|guided backprop|"
+    assert magnitude_title("Guided backprop", 3) == "|guided backprop|, max over\nchannels"
+    assert cam_title("resnet18", ["gradcam"], False) == "resnet18: Grad-CAM of the predicted class"
+    assert cam_title("nin", ["cam", "gradcam"], True) == \
+        "nin: CAM and Grad-CAM of the predicted class\n(red title: wrong prediction)"
 
 
 def test_two_column_grid_title_fits_its_figure():

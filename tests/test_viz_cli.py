@@ -129,7 +129,7 @@ def test_help_imports_nothing_heavy():
 
 @pytest.mark.parametrize("command", ["dataset", "augment"])
 def test_dataset_and_augment_download_the_data_they_name(tmp_path, monkeypatch, command):
-    import cnntool.data.bundle as bundle
+    from cnntool.data import bundle
 
     r = runner.invoke(app, ["viz", command, "cifar10", "--data-dir", str(tmp_path)])
     assert r.exit_code == 1 and "--download" in r.output  # the error names a flag this command has

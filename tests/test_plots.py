@@ -163,9 +163,9 @@ def test_two_column_grid_title_fits_its_figure():
 
     title = "resnet18_finetuned: misclassified test images — 0 right, 4 wrong (red)"
     captured = {}
-    from cnntool.viz import predictions
+    from cnntool.viz import grid
 
-    orig = predictions.save
+    orig = grid.save
 
     def keep(fig, path):
         fig.canvas.draw()
@@ -173,7 +173,7 @@ def test_two_column_grid_title_fits_its_figure():
         captured["fig"] = fig.bbox
         return orig(fig, path)
 
-    predictions.save = keep
+    grid.save = keep
     try:
         import tempfile
 
@@ -181,7 +181,7 @@ def test_two_column_grid_title_fits_its_figure():
             plot_examples(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), ["a", "b"], [True, False], f"{d}/p.png",
                           cols=2, title=title)
     finally:
-        predictions.save = orig
+        grid.save = orig
     box, fig_box = captured["box"], captured["fig"]
     assert box.x0 >= fig_box.x0 and box.x1 <= fig_box.x1 and box.y1 <= fig_box.y1
     assert examples_figsize(1, 2)[0] == 4.0

@@ -12,7 +12,7 @@ import numpy as np
 from cnntool.config import TRACKING_OPTIONS
 from cnntool.errors import CheckpointError, ConfigError
 from cnntool.runs import PLOTS_DIR
-from cnntool.viz._plot import figure, save
+from cnntool.viz._plot import figure, run_colors, save
 
 CURVES_SIZE = (13.0, 5.0)  # inches: 1300×500 px
 # Options that never explain a difference in the curves (or are the seed, which groups runs instead).
@@ -66,21 +66,6 @@ def _is_path(key: str, value: Any) -> bool:
 
 def _shorten(label: str, limit: int = LEGEND_LABEL_MAX) -> str:
     return label if len(label) <= limit else label[:limit - 1] + "…"
-
-
-def run_colors(n: int) -> list[tuple[str | tuple, str]]:
-    """(colour, marker) per run: tab10 up to 10 runs, tab20 up to 20, then a hue wheel; markers also
-    cycle past 10 so that no two runs look alike."""
-    import matplotlib
-
-    if n <= 10:
-        return [(f"C{i}", "o") for i in range(n)]
-    markers = "osD^v<>"
-    if n <= 20:
-        cmap = matplotlib.colormaps["tab20"]
-        return [(cmap(i), markers[i % 2]) for i in range(n)]
-    cmap = matplotlib.colormaps["hsv"]
-    return [(cmap(i / n), markers[i % len(markers)]) for i in range(n)]
 
 
 def group_runs(runs: Sequence[RunCurves]) -> list[tuple[str, list[RunCurves]]]:

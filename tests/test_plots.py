@@ -56,6 +56,9 @@ def test_legend_outside_axes_inside_figure():
         assert not box.overlaps(ax.get_window_extent(renderer)), "legend covers an axes"
     labels = [t.get_text() for t in legends[0].get_texts()]
     assert all(len(t) <= 50 for t in labels)
+    # one entry per run, then the line styles: a run's val and train lines are never split across columns
+    assert labels == [lab for lab, _ in group_runs(runs)] + ["validation", "training"]
+    assert [h.get_linestyle() for h in legends[0].legend_handles[-2:]] == ["-", "--"]
     plt.close(fig)
 
 
@@ -257,3 +260,22 @@ def test_parallel_coordinates_colour_bar_decade_ticks_categories_inside_figure(t
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
     assert img.shape[0] > 300 and img.shape[1] > 600
     assert (np.abs(img - 255).sum(-1) > 60).mean() > 0.02  # lines drawn, not an empty canvas
+
+
+def test_parallel_coordinates_numbers_as_choices_ascend_and_read_like_ticks():
+    import matplotlib.pyplot as plt
+
+    from cnntool.experiments.plots import parallel_axes
+
+    rng_lr, rng_drop = [1e-2, 1e-3, 5e-4, 1e-4], [0.0, 0.2, 0.3, 0.4]
+    trials = [{"number": i, "state": "COMPLETE", "value": 0.5 + i / 20,
+               "params": {"lr": rng_lr[i % 4], "dropout": rng_drop[(i + 1) % 4]}} for i in range(8)]
+    axes = {"lr": {"type": "categorical", "choices": rng_lr}, "dropout": {"type": "categorical", "choices": rng_drop}}
+    fig = parallel_axes(trials, ["lr", "dropout"], "val_acc", True, axes)
+    renderer = _render(fig)
+    dims = sorted([ax for ax in fig.axes[1:] if ax.spines["left"].get_visible() and ax.get_yticklabels()],
+                  key=lambda a: a.spines["left"].get_window_extent(renderer).x0)
+    assert [t.get_text() for t in dims[0].get_yticklabels()] == ["1e-4", "5e-4", "1e-3", "1e-2"]
+    assert [t.get_text() for t in dims[1].get_yticklabels()] == ["0", "0.2", "0.3", "0.4"]
+    assert list(dims[0].get_yticks()) == sorted(dims[0].get_yticks())  # ascending from the bottom
+    plt.close(fig)

@@ -109,11 +109,21 @@ def _axis(name: str, vals: list[Any], spec: dict[str, Any] | None) -> dict[str, 
     present = [v for v in vals if v is not None]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
     if spec.get("type") == "categorical" or not numeric or not present and not spec:
-        cats = [str(c) for c in spec.get("choices", ())] or sorted({str(v) for v in present})
-        cats += sorted({str(v) for v in present} - set(cats))
-        pos = {c: (i / (len(cats) - 1) if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
-        return {"y": [pos[str(v)] if v is not None else math.nan for v in vals], "log": False,
-                "lim": (-0.05, 1.05), "ticks": list(pos.values()), "labels": cats}
+        choices = list(spec.get("choices", ())) or [v for _, v in sorted({str(v): v for v in present}.items())]
+        if choices and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in [*choices, *present]):
+            # numbers as choices (lr: [1e-2, 1e-3, 1e-4]): ascending from the bottom, written like ticks
+            choices = sorted({float(c) for c in [*choices, *present]})
+            small = [abs(c) for c in choices if c]
+            sci = 1.0 if small and min(small) < 1e-2 else 1e-3
+            key, names = float, [fmt_num(c, 3, sci_below=sci) if c else "0" for c in choices]
+        else:
+            key = str
+            names = [str(c) for c in choices]
+            names += sorted({str(v) for v in present} - set(names))
+            choices = names
+        pos = {key(c): (i / (len(names) - 1) if len(names) > 1 else 0.5) for i, c in enumerate(choices)}
+        return {"y": [pos[key(v)] if v is not None else math.nan for v in vals], "log": False,
+                "lim": (-0.05, 1.05), "ticks": list(pos.values()), "labels": names}
     nums = [float(v) for v in present]
     lo = float(spec["low"]) if spec.get("low") is not None else min(nums)
     hi = float(spec["high"]) if spec.get("high") is not None else max(nums)

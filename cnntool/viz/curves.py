@@ -152,10 +152,11 @@ def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | No
     from matplotlib.ticker import MaxNLocator
 
     groups = group_runs(loaded)
+    colors = run_colors(len(groups))
     fig = figure(*CURVES_SIZE)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     losses: list[float] = []
-    for (label, members), (color, mark) in zip(groups, run_colors(len(groups))):
+    for (label, members), (color, mark) in zip(groups, colors):
         for ax, metric in zip(axes, ("loss", "acc")):
             for split, style in (("val", "-"), ("train", "--")):
                 xs, mean, std = _mean_std(members, x, f"{split}_{metric}")
@@ -184,8 +185,16 @@ def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | No
         axes[0].text(0.99, 0.98, "band: mean ± std over seeds", transform=axes[0].transAxes, ha="right",
                      va="top", fontsize=8, color="0.3")
     handles, labels = axes[1].get_legend_handles_labels()
+    if len(groups) > 1:  # one entry per run (its colour), then the two line styles: no val/train pair split
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=c, marker=m, markersize=3, label=lab)
+                   for (lab, _), (c, m) in zip(groups, colors)]
+        handles += [Line2D([], [], color="0.35", linestyle=st, label=lab)
+                    for st, lab in (("-", "validation"), ("--", "training"))]
+        labels = [h.get_label() for h in handles]
     # outside the axes, below them: never over a line, never clipped (constrained layout makes room)
-    ncols = 2 if len(groups) == 1 else min(4, max(2, 2 * ((len(labels) + 7) // 8)))
+    ncols = 2 if len(groups) == 1 else min(4, max(2, (len(labels) + 3) // 4))
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
     if title is None:
         title = (f"Training curves: {loaded[0].path.name}" if len(loaded) == 1

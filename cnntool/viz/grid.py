@@ -3,8 +3,8 @@ no torch import, so torch-free ONNX evaluation draws them too."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from cnntool.viz._plot import RIGHT_COLOR, WRONG_COLOR, figure, save, show_image
 

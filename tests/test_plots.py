@@ -279,3 +279,19 @@ def test_parallel_coordinates_numbers_as_choices_ascend_and_read_like_ticks():
     assert [t.get_text() for t in dims[1].get_yticklabels()] == ["0", "0.2", "0.3", "0.4"]
     assert list(dims[0].get_yticks()) == sorted(dims[0].get_yticks())  # ascending from the bottom
     plt.close(fig)
+
+
+def test_long_labels_fold_the_legend_into_fewer_columns_inside_the_figure():
+    import matplotlib.pyplot as plt
+
+    runs = [_run(f"r{i}", lr=10 ** -(i / 4 + 2)) for i in range(8)]
+    labels = [f"backbone_lr_mult=1, epochs=5, freeze_first=0, head=linear, head_dropout=0 ({name})"
+              for name in "abcdefgh"]
+    fig = curves_figure(runs, labels=labels)
+    renderer = _render(fig)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1
+    assert [t.get_text() for t in legend.get_texts()][:8] == labels  # the given names, one line per run
+    assert legend._ncols < 3  # folded: three columns of these would not fit
+    plt.close(fig)

@@ -120,21 +120,25 @@ def _mean_std(members: list[RunCurves], x: str, y: str) -> tuple[np.ndarray, np.
 
 
 def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x: str = "epoch",
-                title: str | None = None, filename: str | None = None, force: bool = False) -> Path:
+                title: str | None = None, filename: str | None = None, force: bool = False,
+                labels: Sequence[str] | None = None) -> Path:
     """``curves.png`` in ``out_dir`` (default ``RUN/plots``, or ``plots/curves-RUNS.png`` for several runs;
     with neither ``out_dir`` nor ``filename`` given an existing file is kept and the next free name
     ``curves-2.png`` is used unless ``force``): loss (left) and
     accuracy (right) per ``x`` (epoch or step), validation solid, training dashed.
 
     Several runs are overlaid with a legend built from the options that differ between them; runs that
-    differ only in ``seed`` are drawn as their mean with a ± std band.
+    differ only in ``seed`` are drawn as their mean with a ± std band. ``labels`` (one per run) names the runs
+    instead (a recipe's step or strategy names); each run is then its own line.
     """
     if x not in ("epoch", "step"):
         raise ConfigError(f"--x {x!r} must be epoch or step")
     if not runs:
         raise ConfigError("give at least one run directory")
     loaded = [read_run(r) for r in runs]
-    fig = curves_figure(loaded, x, title)
+    if labels is not None and len(labels) != len(loaded):
+        raise ConfigError(f"{len(labels)} labels for {len(loaded)} runs")
+    fig = curves_figure(loaded, x, title, labels)
     explicit = out_dir is not None or filename is not None
     if out_dir is None:
         out_dir = (loaded[0].path / PLOTS_DIR) if len(loaded) == 1 else Path(PLOTS_DIR)
@@ -147,11 +151,13 @@ def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x
     return save(fig, path)
 
 
-def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | None = None):
+def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | None = None,
+                  labels: Sequence[str] | None = None):
     """The matplotlib figure of :func:`plot_curves` (not saved)."""
     from matplotlib.ticker import MaxNLocator
 
-    groups = group_runs(loaded)
+    groups = ([(lab, [r]) for lab, r in zip(labels, loaded)] if labels is not None
+              else group_runs(loaded))
     colors = run_colors(len(groups))
     fig = figure(*CURVES_SIZE)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
@@ -195,7 +201,12 @@ def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | No
         labels = [h.get_label() for h in handles]
     # outside the axes, below them: never over a line, never clipped (constrained layout makes room)
     ncols = 2 if len(groups) == 1 else min(4, max(2, (len(labels) + 3) // 4))
-    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
+    renderer = fig.canvas.get_renderer()
+    while ncols > 1 and legend.get_window_extent(renderer).width > 0.98 * fig.bbox.width:  # long labels: fewer
+        legend.remove()
+        ncols -= 1
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
     if title is None:
         title = (f"Training curves: {loaded[0].path.name}" if len(loaded) == 1
                  else f"Training curves: {len(loaded)} runs")

@@ -190,7 +190,8 @@ def seeds_blocks(src: Source, tmp: Path) -> list[dict[str, Any]]:
     if agg:
         blocks.append(table(f"{len(src.meta.get('seeds', []))} seeds (seeds.json)", ["metric", "mean", "std", "min",
                                                                                    "max"],
-                            [[m, a.get("mean"), a.get("std"), a.get("min"), a.get("max")] for m, a in agg.items()]))
+                            [[m, a.get("mean"), a.get("std"), a.get("min"), a.get("max")] for m, a in agg.items()
+                             if isinstance(a, dict)]))  # beside the metrics: threads_per_seed, jobs
     if src.runs:
         from cnntool.experiments.plots import band_figure, epoch_rows
         from cnntool.training.rundir import read_metrics

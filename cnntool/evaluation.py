@@ -87,7 +87,7 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str | None 
                                                           row_normalise(result.confusion), result.class_names))
     if plots:
         from cnntool.viz.confusion import plot_confusion
-        from cnntool.viz.predictions import plot_examples
+        from cnntool.viz.grid import plot_confident_wrong
 
         title = f"{run.spec.arch} on {bundle.name} ({split}, n={result.n}, acc {result.top1:.2%})"
         if subset:
@@ -98,30 +98,17 @@ def evaluate_run(target: str | Path, data: str | None = None, split: str | None 
             result.confusion, result.class_names, out_dir / "confusion_normalized.png", normalize=True, title=title))
         if result.n:
             from cnntool.metrics import softmax
-            from cnntool.viz.ranking import plot_pr, plot_reliability, plot_roc
+            from cnntool.viz.ranking import plot_ranking
 
-            probs = softmax(logits.detach().cpu().double().numpy())
-            y = labels.cpu().numpy()
-            files["roc_png"] = str(plot_roc(probs, y, result.class_names, out_dir / "roc.png", title))
-            files["pr_png"] = str(plot_pr(probs, y, result.class_names, out_dir / "pr.png", title))
-            files["reliability_png"] = str(plot_reliability(probs, y, out_dir / "reliability.png", title))
+            files.update(plot_ranking(softmax(logits.detach().cpu().double().numpy()), labels.cpu().numpy(),
+                                      result.class_names, out_dir, title))
         if result.confident_wrong:
             items = result.confident_wrong
             images = torch.stack([part.get(it["index"])[0] for it in items])
-            titles = [(f"{_file_label(it['path'])}\n" if it.get("path") else f"#{it['index']}\n")
-                      + f"true {it['true']}\npred {it['pred']} ({it['confidence']:.0%})" for it in items]
             where = "whole folder" if whole else f"{split} split"
-            files["confident_wrong_png"] = str(plot_examples(
-                images, titles, [True] * len(items), out_dir / "confident_wrong.png",
-                cols=min(5, len(items)), title=f"Most confidently wrong: {bundle.name}, {where}"))
+            files["confident_wrong_png"] = str(plot_confident_wrong(
+                items, images, out_dir / "confident_wrong.png", f"Most confidently wrong: {bundle.name}, {where}"))
     files["metrics_json"] = str(out_dir / "metrics.json")
     write_json(out_dir / "metrics.json", result.to_dict())
     return result
 
-
-def _file_label(path: str, limit: int = 22) -> str:
-    """A file under an image: its folder and name, cut from the left (``…cat/IMG_0042.jpg``)."""
-    from cnntool.numfmt import cut_left
-
-    p = Path(path)
-    return cut_left(f"{p.parent.name}/{p.name}", limit)

@@ -84,7 +84,7 @@ def load_run_data(run: LoadedRun, data: str | None = None, data_dir: str | None 
     cfg = data_config_for(run.options, data, data_dir)
     return load_data(cfg, input_size=spec.input_size, mean=spec.mean, std=spec.std,
                      class_names=spec.class_names, crop_pct=spec.crop_pct, interpolation=spec.interpolation,
-                     progress=progress, whole=whole)
+                     progress=progress, whole=whole, in_channels=spec.in_channels)
 
 
 ALL_SPLIT = "all"  # every image, unsplit (cnntool.data.bundle.ALL_SPLIT)

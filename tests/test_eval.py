@@ -145,6 +145,27 @@ def test_eval_uses_spec_class_order_not_folders(tmp_path):
     assert d["top1"] > 0.8
 
 
+def test_eval_of_a_one_channel_model_on_a_folder_of_png_files(tmp_path, digits_run):
+    """Folder images decode to the model's channels, as predict does: a digits model on grayscale PNGs gets
+    the top-1 that predict's labels give on the same files."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    for i, (x, y) in enumerate(zip(d.images[:60], d.target)):
+        (tmp_path / "pngs" / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x * 15.9).astype(np.uint8)).save(tmp_path / "pngs" / str(y) / f"{i}.png")
+    r = runner.invoke(app, ["eval", str(digits_run), "--data", str(tmp_path / "pngs"), "--json", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["n"] == 60 and got["top1"] > 0.5
+    preds = runner.invoke(app, ["predict", str(digits_run), str(tmp_path / "pngs"), "--json"])
+    assert preds.exit_code == 0, preds.output
+    rows = [json.loads(line) for line in preds.stdout.splitlines() if line.strip()]
+    right = [Path(row["path"]).parent.name == row["label"] for row in rows]
+    assert len(rows) == 60 and sum(right) / 60 == pytest.approx(got["top1"])
+
+
 def test_eval_errors_are_one_line(tmp_path, digits_run):
     r = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert r.exit_code == 1 and "nope" in r.output and "Traceback" not in r.output

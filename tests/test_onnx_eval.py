@@ -46,8 +46,10 @@ def test_eval_onnx_equals_eval_run_on_every_image(exported, tmp_path):
     assert a["per_class"] == b["per_class"] and a["macro_avg"] == b["macro_avg"]
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["top5"] == pytest.approx(b["top5"])
     assert [w["index"] for w in a["most_confident_wrong"]] == [w["index"] for w in b["most_confident_wrong"]]
+    for key in ("macro_roc_auc", "macro_ap", "ece"):  # the ranking metrics too, from the same probabilities
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-9), key
     for name in ("metrics.json", "per_class.csv", "confusion.csv", "confusion_normalized.csv", "confusion.png",
-                 "confusion_normalized.png"):
+                 "confusion_normalized.png", "roc.png", "pr.png", "reliability.png", "confident_wrong.png"):
         assert (tmp_path / "onnx" / name).is_file(), name
     for name in ("per_class.csv", "confusion.csv", "confusion_normalized.csv"):
         assert (tmp_path / "onnx" / name).read_text() == (tmp_path / "run" / name).read_text(), name
@@ -83,7 +85,8 @@ def test_onnx_eval_and_predict_import_no_torch(exported, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "HEAVY:\n" in out.stdout or out.stdout.rstrip().endswith("HEAVY:"), out.stdout[-300:]
-    assert (tmp_path / "e" / "metrics.json").is_file() and (tmp_path / "e" / "confusion.png").is_file()
+    for name in ("metrics.json", "confusion.png", "roc.png", "pr.png", "reliability.png", "confident_wrong.png"):
+        assert (tmp_path / "e" / name).is_file(), name  # every figure of `eval RUN`, drawn without torch
 
 
 def test_onnx_without_metadata_needs_the_spec_options(exported, tmp_path):

@@ -223,3 +223,13 @@ def test_report_help_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(out.rsplit("MODULES:", 1)[1].split())
     assert not loaded & {"torch", "torchvision", "numba", "onnxruntime", "matplotlib", "jinja2"}
+
+
+def test_seeds_table_takes_the_metrics_of_seeds_json_and_skips_its_settings(tmp_path):
+    from cnntool.report.build import seeds_blocks
+    from cnntool.report.collect import Source
+
+    meta = {"seeds": [0, 1], "aggregate": {"test_acc": {"mean": 0.9, "std": 0.01, "min": 0.89, "max": 0.91, "n": 2},
+                                           "threads_per_seed": None, "jobs": 1}}
+    (block,) = seeds_blocks(Source("seeds", tmp_path, [], meta), tmp_path)
+    assert [row[0] for row in block["rows"]] == ["test_acc"]  # settings such as jobs are not metrics

@@ -125,3 +125,20 @@ def test_help_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'matplotlib', 'torchvision', 'numba') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["dataset", "augment"])
+def test_dataset_and_augment_download_the_data_they_name(tmp_path, monkeypatch, command):
+    from cnntool.data import bundle
+
+    r = runner.invoke(app, ["viz", command, "cifar10", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "--download" in r.output  # the error names a flag this command has
+    seen = []
+
+    def fake(cfg):
+        seen.append(cfg.download)
+        raise bundle.DataError("stop here")
+
+    monkeypatch.setattr(bundle, "load_data", fake)
+    r = runner.invoke(app, ["viz", command, "cifar10", "--data-dir", str(tmp_path), "--download"])
+    assert r.exit_code == 1 and seen == [True]

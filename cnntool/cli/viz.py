@@ -21,6 +21,8 @@ Out = Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the 
 Which = Annotated[str, typer.Option("--which", help="Checkpoint of a run directory: best or last.")]
 DataOpt = Annotated[Optional[str], typer.Option("--data", help="Data set for the images (default: the run's own).")]
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Where named data sets live.")]
+Download = Annotated[bool, typer.Option("--download", help="Download a named data set if it is missing "
+                                        "(needs internet).")]
 ImgSize = Annotated[Optional[int], typer.Option("--img-size", help="Resize images to this side (default: native).")]
 Split = Annotated[str, typer.Option("--split", help="test, val or train.")]
 FromSplit = Annotated[Optional[str], typer.Option("--from-split", help="Take images from this split of the run's "
@@ -95,15 +97,15 @@ def predictions(
 
 
 @app.command("dataset")
-def dataset(data: Data, data_dir: DataDir = None, img_size: ImgSize = None, out: Out = None,
-            json: Json = False) -> None:
+def dataset(data: Data, data_dir: DataDir = None, download: Download = False, img_size: ImgSize = None,
+            out: Out = None, json: Json = False) -> None:
     """One sample image per class, and the images per class in train, val and test.
 
     Example: [bold]cnntool viz dataset digits[/bold]
     """
     from cnntool.viz.dataset import plot_dataset
 
-    _done(plot_dataset(data, out, data_dir, img_size), json)
+    _done(plot_dataset(data, out, data_dir, img_size, download=download), json)
 
 
 @app.command("augment")
@@ -114,7 +116,8 @@ def augment(
                    ] = None,
     rows: Annotated[int, typer.Option("--rows", help="How many images (of different classes).")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random augmentations.")] = 0,
-    data_dir: DataDir = None, img_size: ImgSize = None, out: Out = None, json: Json = False,
+    data_dir: DataDir = None, download: Download = False, img_size: ImgSize = None, out: Out = None,
+    json: Json = False,
 ) -> None:
     """One image under each augmentation alone, side by side with the original.
 
@@ -122,7 +125,7 @@ def augment(
     """
     from cnntool.viz.dataset import plot_augmentations
 
-    _done(plot_augmentations(data, ops, out, rows, seed, data_dir, img_size), json)
+    _done(plot_augmentations(data, ops, out, rows, seed, data_dir, img_size, download), json)
 
 
 @app.command("filters")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -155,7 +155,8 @@ def resolve_input_size(img_size: int | None, native: tuple[int, int] | None, min
 def load_data(cfg: DataConfig, min_size: int = 1, default_size: int = 64, progress: Progress | None = None,
               input_size: list[int] | None = None, crop_pct: float = CROP_PCT_DEFAULT, interpolation: str = INTERPOLATION_DEFAULT,
               mean: list[float] | None = None, std: list[float] | None = None,
-              class_names: list[str] | None = None, whole: bool = False) -> DataBundle:
+              class_names: list[str] | None = None, whole: bool = False,
+              in_channels: int | None = None) -> DataBundle:
     """Load, split, resize and describe a data set.
 
     ``input_size``/``crop_pct``/``mean``/``std``/``class_names`` override what the data would choose:
@@ -165,8 +166,17 @@ def load_data(cfg: DataConfig, min_size: int = 1, default_size: int = 64, progre
     ``whole``: no train/val/test split; one split ``"all"`` with every image (train, val and test parts
     of the data together): `cnntool eval RUN --data FOLDER` scores the whole folder. A folder with only
     some of ``class_names`` (even one class) is accepted then.
+
+    ``in_channels`` (a model's): image files are decoded to that many channels, as predict does (grayscale
+    PNGs for a 1-channel model); a data set held as arrays must already have them.
     """
     raw = load_raw(cfg.data, cfg.data_dir, cfg.download, min_classes=1 if whole else 2)
+    if in_channels is not None and in_channels != raw.in_channels:
+        held = [p for p in (raw.train, raw.val, raw.test) if isinstance(p, ArrayPart)]
+        if held:
+            raise DataError(f"data set {raw.name} has {raw.in_channels}-channel images; the model takes "
+                            f"{in_channels} channel(s)")
+        raw = replace(raw, in_channels=in_channels)
     present = sorted(set(raw.class_names))
     if class_names is not None:
         raw = _remap_classes(raw, class_names)

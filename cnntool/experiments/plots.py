@@ -93,47 +93,121 @@ def history_figure(trials: list[dict[str, Any]], monitor: str, maximize: bool, p
     return _save(fig, path)
 
 
-def parallel_figure(trials: list[dict[str, Any]], params: list[str], monitor: str, maximize: bool,
-                    path: str | Path) -> str:
-    """Parallel coordinates: one vertical axis per hyper-parameter plus the objective, one line per trial."""
+def _axis(name: str, vals: list[Any], spec: dict[str, Any] | None) -> dict[str, Any]:
+    """How one parallel-coordinates axis maps values to [0, 1] and where its labelled ticks go.
+
+    ``spec`` (from the sweep space: type, low, high, log, choices) fixes the range, scale and category order;
+    without it the trials' values decide (numbers spanning more than a factor 20 on a log scale)."""
     import math
+
+    import numpy as np
+    from matplotlib.ticker import LogLocator, MaxNLocator
+
+    from cnntool.numfmt import fmt_num
+
+    spec = spec or {}
+    present = [v for v in vals if v is not None]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+    if spec.get("type") == "categorical" or not numeric or not present and not spec:
+        choices = list(spec.get("choices", ())) or [v for _, v in sorted({str(v): v for v in present}.items())]
+        if choices and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in [*choices, *present]):
+            # numbers as choices (lr: [1e-2, 1e-3, 1e-4]): ascending from the bottom, written like ticks
+            choices = sorted({float(c) for c in [*choices, *present]})
+            small = [abs(c) for c in choices if c]
+            sci = 1.0 if small and min(small) < 1e-2 else 1e-3
+            key, names = float, [fmt_num(c, 3, sci_below=sci) if c else "0" for c in choices]
+        else:
+            key = str
+            names = [str(c) for c in choices]
+            names += sorted({str(v) for v in present} - set(names))
+            choices = names
+        pos = {key(c): (i / (len(names) - 1) if len(names) > 1 else 0.5) for i, c in enumerate(choices)}
+        return {"y": [pos[key(v)] if v is not None else math.nan for v in vals], "log": False,
+                "lim": (-0.05, 1.05), "ticks": list(pos.values()), "labels": names}
+    nums = [float(v) for v in present]
+    lo = float(spec["low"]) if spec.get("low") is not None else min(nums)
+    hi = float(spec["high"]) if spec.get("high") is not None else max(nums)
+    lo, hi = min([lo, *nums]), max([hi, *nums])
+    log = bool(spec["log"]) if "log" in spec else (lo > 0 and hi / lo > 20)
+    log = log and lo > 0
+    f = math.log10 if log else float
+    a, b = f(lo), f(hi)
+    if b - a < 1e-12:
+        a, b = (a - 0.5, b + 0.5) if log else (a - (abs(a) or 1) * 0.1, b + (abs(b) or 1) * 0.1)
+    pad = 0.05 * (b - a)
+    lim = (10 ** (a - pad), 10 ** (b + pad)) if log else (a - pad, b + pad)
+
+    def inside(ts):
+        return [t for t in ts if lo - 1e-9 * abs(lo) <= t <= hi + 1e-9 * abs(hi)]
+
+    if log:
+        ticks = inside(LogLocator(base=10).tick_values(lo, hi))
+        if len(ticks) < 2:  # less than two decades: 1-2-5 steps (32 … 256: 50, 100, 200)
+            ticks = inside(LogLocator(base=10, subs=(1.0, 2.0, 5.0)).tick_values(lo, hi))
+        sci = 1.0 if min(ticks, default=1.0) < 1e-2 else 1e-3  # one notation per axis: 1e-4 … 1e-2
+    else:
+        ticks = inside(MaxNLocator(nbins=5, integer=spec.get("type") == "int").tick_values(lo, hi))
+        sci = 1e-3
+    if len(ticks) < 2:
+        ticks = sorted({lo, hi})
+    labels = [fmt_num(float(t), 3, sci_below=sci) for t in ticks]
+    y = [(f(float(v)) - a) / (b - a) if v is not None else math.nan for v in vals]
+    return {"y": y, "log": log, "lim": lim, "ticks": [float(t) for t in np.asarray(ticks)], "labels": labels}
+
+
+def parallel_axes(trials: list[dict[str, Any]], params: list[str], monitor: str, maximize: bool,
+                  dims: dict[str, dict[str, Any]] | None = None):
+    """The parallel-coordinates figure (not saved): one vertical axis per hyper-parameter plus the
+    objective, each with its own scale and ticks, one line per complete trial coloured by ``monitor``
+    (the colour bar on the right; brighter is better)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     plt = _plt()
     done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    axes_names = list(params) + [monitor]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(axes_names)), 4.5))
-    ticks: dict[str, list[tuple[float, str]]] = {}
-    columns: list[list[float]] = []
-    for name in axes_names:
+    names = list(params) + [monitor]
+    fig, (ax, cax) = plt.subplots(1, 2, figsize=(max(6.5, 1.5 * len(names) + 1.5), 4.8), layout="constrained",
+                                  gridspec_kw={"width_ratios": [40, 1]})
+    values = [float(t["value"]) for t in done]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    norm = Normalize(lo, hi if hi > lo else lo + 1e-12)
+    cmap = plt.get_cmap("viridis" if maximize else "viridis_r")
+    columns = []
+    for name in names:
         vals = [t["value"] if name == monitor else t["params"].get(name) for t in done]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None)
-        if numeric and vals:
-            nums = [float(v) for v in vals]
-            log = name != monitor and min(nums) > 0 and max(nums) / min(nums) > 50
-            f = (lambda v: math.log10(v)) if log else (lambda v: v)
-            lo, hi = min(map(f, nums)), max(map(f, nums))
-            span = (hi - lo) or 1.0
-            columns.append([(f(v) - lo) / span for v in nums])
-            ticks[name] = [(0.0, f"{min(nums):.3g}"), (1.0, f"{max(nums):.3g}")]
-        else:
-            cats = sorted({str(v) for v in vals})
-            pos = {c: (i / (len(cats) - 1) if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
-            columns.append([pos[str(v)] for v in vals])
-            ticks[name] = [(p, c) for c, p in pos.items()]
-    values = [t["value"] for t in done]
-    if values:
-        lo, hi = min(values), max(values)
-        cmap = plt.get_cmap("viridis" if maximize else "viridis_r")
-        for j in sorted(range(len(done)), key=lambda j: values[j] if maximize else -values[j]):
-            c = cmap((values[j] - lo) / ((hi - lo) or 1.0))
-            ax.plot(range(len(axes_names)), [col[j] for col in columns], color=c, alpha=0.8)
-    for i, name in enumerate(axes_names):
-        ax.axvline(i, color="black", linewidth=0.8)
-        for y, text in ticks.get(name, []):
-            ax.text(i + 0.03, y, text, fontsize=7, va="center")
-    ax.set_xticks(range(len(axes_names)))
-    ax.set_xticklabels(axes_names, rotation=20)
-    ax.set_yticks([])
+        columns.append(_axis(name, vals, None if name == monitor else (dims or {}).get(name)))
+    last = max(len(names) - 1, 1)
+    for j in sorted(range(len(done)), key=lambda j: values[j] if maximize else -values[j]):  # best on top
+        ax.plot(range(len(names)), [col["y"][j] for col in columns], color=cmap(norm(values[j])), alpha=0.85,
+                linewidth=1.2)
+    ax.set_xlim(0, last)
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"parallel coordinates ({len(done)} complete trials, colour = {monitor})")
-    return _save(fig, path)
+    ax.yaxis.set_major_locator(NullLocator())
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20 if len(names) > 6 else 0)
+    for i, col in enumerate(columns):  # one twin axes per dimension, its left spine moved to x = i
+        tw = ax.twinx()
+        for side in ("right", "top", "bottom"):
+            tw.spines[side].set_visible(False)
+        tw.spines["left"].set_position(("axes", i / last))
+        tw.yaxis.set_ticks_position("left")
+        if col["log"]:
+            tw.set_yscale("log")
+        tw.set_ylim(*col["lim"])
+        tw.yaxis.set_major_locator(FixedLocator(col["ticks"]))
+        tw.yaxis.set_minor_locator(NullLocator())
+        tw.set_yticklabels(col["labels"], fontsize=7)
+        plt.setp(tw.get_yticklabels(), bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                                             "alpha": 0.8})
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=monitor)
+    ax.set_title(f"parallel coordinates ({len(done)} complete trials)")
+    return fig
+
+
+def parallel_figure(trials: list[dict[str, Any]], params: list[str], monitor: str, maximize: bool,
+                    path: str | Path, dims: dict[str, dict[str, Any]] | None = None) -> str:
+    """``parallel_axes`` saved as a PNG."""
+    return _save(parallel_axes(trials, params, monitor, maximize, dims), path)

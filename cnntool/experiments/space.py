@@ -67,6 +67,12 @@ class Dimension:
         n = int(math.floor((self.high - self.low) / self.step + 1e-9))
         return [round(self.low + i * self.step, 12) for i in range(n + 1)]
 
+    def axis(self) -> dict[str, Any]:
+        """What a plot needs to draw this dimension's axis: its type, range and scale, or its choices."""
+        if self.type == "categorical":
+            return {"type": self.type, "choices": list(self.choices)}
+        return {"type": self.type, "low": self.low, "high": self.high, "log": self.log}
+
     def describe(self) -> str:
         if self.type == "categorical":
             return "{" + ", ".join(map(str, self.choices)) + "}"

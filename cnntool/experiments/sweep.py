@@ -375,7 +375,8 @@ def summarize(st, space: SweepSpace, store_url: str, sweep_dir: Path, ran: int =
     result: dict[str, Any] = {
         "study": st.study_name, "storage": store_url, "sweep_dir": str(sweep_dir), "command": space.command,
         "monitor": space.monitor, "direction": "maximize" if space.maximize else "minimize",
-        "params": [d.name for d in space.params], "ran_here": ran,
+        "params": [d.name for d in space.params], "axes": {d.name: d.axis() for d in space.params},
+        "ran_here": ran,
         "states": {s: sum(t["state"] == s for t in all_trials) for s in sorted({t["state"] for t in all_trials})},
         "trials": all_trials, "best": best, "importances": importances(st), "plots": {},
     }
@@ -385,7 +386,7 @@ def summarize(st, space: SweepSpace, store_url: str, sweep_dir: Path, ran: int =
         result["plots"] = {
             "history": history_figure(all_trials, space.monitor, space.maximize, sweep_dir / "history.png"),
             "parallel": parallel_figure(all_trials, [d.name for d in space.params], space.monitor, space.maximize,
-                                        sweep_dir / "parallel.png"),
+                                        sweep_dir / "parallel.png", result["axes"]),
         }
     if write is not None:
         write(sweep_dir / "sweep.json", result)

@@ -180,7 +180,8 @@ def evaluate_onnx(path: str | Path, data: str | None = None, split: str = "test"
                   progress: Progress | None = None) -> EvalResult:
     """Evaluate an ONNX file on a split of a data set and write the files ``evaluate_run`` writes:
     ``metrics.json``, ``per_class.csv``, ``confusion.csv``, ``confusion_normalized.csv`` and, with ``plots``,
-    ``confusion.png`` and ``confusion_normalized.png``."""
+    ``confusion.png``, ``confusion_normalized.png``, ``roc.png``, ``pr.png``, ``reliability.png`` and
+    ``confident_wrong.png``."""
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r} must be one of {', '.join(SPLITS)}")
     if top_wrong < 0:
@@ -196,7 +197,7 @@ def evaluate_onnx(path: str | Path, data: str | None = None, split: str = "test"
     result = EvalResult(run=str(path), checkpoint=str(path), data=part.name, split=split, n=m["n"],
                         class_names=list(spec.class_names), loss=m["loss"], top1=m["top1"], top5=m["top5"],
                         confusion=m["confusion"], per_class=m["per_class"], avg=m["avg"],
-                        confident_wrong=m["confident_wrong"])
+                        confident_wrong=m["confident_wrong"], ranking=m.get("ranking"))
     files = result.files
     files["per_class_csv"] = str(write_per_class(out_dir / "per_class.csv", result))
     files["confusion_csv"] = str(write_matrix(out_dir / "confusion.csv", result.confusion, result.class_names))
@@ -210,6 +211,18 @@ def evaluate_onnx(path: str | Path, data: str | None = None, split: str = "test"
                                                     out_dir / "confusion.png", normalize=False, title=title))
         files["confusion_normalized_png"] = str(plot_confusion(
             result.confusion, result.class_names, out_dir / "confusion_normalized.png", normalize=True, title=title))
+        if result.n:  # the same figures as evaluate_run, drawn from numpy arrays (no torch)
+            from cnntool.metrics import softmax
+            from cnntool.viz.grid import plot_confident_wrong
+            from cnntool.viz.ranking import plot_ranking
+
+            files.update(plot_ranking(softmax(np.asarray(logits, dtype=np.float64)), np.asarray(part.labels),
+                                      result.class_names, out_dir, title))
+            if result.confident_wrong:
+                items = result.confident_wrong
+                files["confident_wrong_png"] = str(plot_confident_wrong(
+                    items, part.take([it["index"] for it in items]), out_dir / "confident_wrong.png",
+                    f"Most confidently wrong: {part.name}, {split} split"))
     files["metrics_json"] = str(out_dir / "metrics.json")
     write_json(out_dir / "metrics.json", result.to_dict())
     return result

@@ -99,11 +99,13 @@ def table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> dict[st
     return {"title": title, "columns": columns, "rows": rows}
 
 
-def curves(ctx: Context, run_dirs: list[str], name: str = "curves.png", title: str | None = None) -> str:
-    """Overlaid loss/accuracy curves of several runs (cnntool.viz.curves) as ``OUT/<name>``."""
+def curves(ctx: Context, run_dirs: list[str], name: str = "curves.png", title: str | None = None,
+           labels: list[str] | None = None) -> str:
+    """Overlaid loss/accuracy curves of several runs (cnntool.viz.curves) as ``OUT/<name>``; ``labels`` (one per
+    run) names them in the legend, else the options that differ do."""
     from cnntool.viz.curves import plot_curves
 
-    return str(plot_curves(run_dirs, ctx.out, title=title, filename=name))
+    return str(plot_curves(run_dirs, ctx.out, title=title, filename=name, labels=labels))
 
 
 def confusion(ctx: Context, run_dir: str, label: str) -> list[str]:

@@ -127,6 +127,6 @@ def run(ctx: Context) -> dict[str, Any]:
         "tables": [table(f"{epochs} epochs each (linear probe: see its label), Adam lr 1e-3",
                          ["strategy", "best_val_acc", "test_acc", "test_loss", "trainable", "converged", "seconds",
                           "run_dir"], rows)],
-        "plots": [curves(ctx, run_dirs, title="fine-tuning strategies")],
+        "plots": [curves(ctx, run_dirs, title="fine-tuning strategies", labels=[r["strategy"] for r in rows])],
         "runs": [r["run_dir"] for r in rows], "notes": notes,
     }

@@ -43,6 +43,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "headline": f"test acc {rows[0]['test_acc']:.4f} (base) → {rows[-1]['test_acc']:.4f} (all changes)",
         "tables": [table(f"cnn3, {epochs} epochs per step", ["step", "change", "test_acc", "delta", "test_loss",
                                                            "val_acc", "params", "seconds", "run_dir"], rows)],
-        "plots": [curves(ctx, [ctx.out / r["run_dir"] for r in rows], title="progression")],
+        "plots": [curves(ctx, [ctx.out / r["run_dir"] for r in rows], title="progression",
+                         labels=[f"{r['step']}: {r['change'].split(':')[0]}" for r in rows])],
         "runs": [r["run_dir"] for r in rows], "notes": notes,
     }

@@ -190,7 +190,8 @@ def seeds_blocks(src: Source, tmp: Path) -> list[dict[str, Any]]:
     if agg:
         blocks.append(table(f"{len(src.meta.get('seeds', []))} seeds (seeds.json)", ["metric", "mean", "std", "min",
                                                                                    "max"],
-                            [[m, a.get("mean"), a.get("std"), a.get("min"), a.get("max")] for m, a in agg.items()]))
+                            [[m, a.get("mean"), a.get("std"), a.get("min"), a.get("max")] for m, a in agg.items()
+                             if isinstance(a, dict)]))  # beside the metrics: threads_per_seed, jobs
     if src.runs:
         from cnntool.experiments.plots import band_figure, epoch_rows
         from cnntool.training.rundir import read_metrics
@@ -223,7 +224,7 @@ def sweep_blocks(src: Source, tmp: Path) -> list[dict[str, Any]]:
         out = Path(tempfile.mkdtemp(prefix="sweep", dir=tmp))
         blocks.append(figure("History", history_figure(trials, monitor, maximize, out / "history.png")))
         blocks.append(figure("Parallel coordinates", parallel_figure(trials, params, monitor, maximize,
-                                                                     out / "parallel.png")))
+                                                                     out / "parallel.png", s.get("axes"))))
         blocks.append(code(f"Best: trial {best['number']}, {monitor} {fmt(best['value'])}; reproduce with",
                            best["command"]))
     else:

@@ -59,6 +59,21 @@ def show_image(ax, image: Any, title: str | None = None, color: str | None = Non
             spine.set_linewidth(3)
 
 
+def run_colors(n: int) -> list[tuple[str | tuple, str]]:
+    """(colour, marker) per run: tab10 up to 10 runs, tab20 up to 20, then a hue wheel; markers also
+    cycle past 10 so that no two runs look alike."""
+    import matplotlib
+
+    if n <= 10:
+        return [(f"C{i}", "o") for i in range(n)]
+    markers = "osD^v<>"
+    if n <= 20:
+        cmap = matplotlib.colormaps["tab20"]
+        return [(cmap(i), markers[i % 2]) for i in range(n)]
+    cmap = matplotlib.colormaps["hsv"]
+    return [(cmap(i / n), markers[i % len(markers)]) for i in range(n)]
+
+
 def short(name: str, limit: int = 14) -> str:
     """A class name cut to fit under a small image."""
     return name if len(name) <= limit else name[:limit - 1] + "…"

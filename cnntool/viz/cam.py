@@ -361,9 +361,15 @@ def plot_cam(target: str | Path, images: Sequence[str] | None = None, method: st
 
     sm = mcm.ScalarMappable(norm=Normalize(0, 1), cmap="jet")
     fig.colorbar(sm, ax=fig.axes, fraction=0.02, pad=0.01, label="relevance (scaled per image)")
-    fig.suptitle(f"{run.spec.arch}: class activation maps of the predicted class\n(red title: wrong prediction)",
-                 fontsize=11)
+    any_wrong = any(y is not None and y != int(t) for y, t in zip(ex.labels, first.targets))
+    fig.suptitle(cam_title(run.spec.arch, names, any_wrong), fontsize=11)
     return save(fig, run.plots_dir(out_dir) / cam_filename(names))
+
+
+def cam_title(arch: str, methods: Sequence[str], any_wrong: bool) -> str:
+    """``resnet18: Grad-CAM of the predicted class``; the red-title key only when a prediction is wrong."""
+    title = f"{arch}: {' and '.join(TITLES[m] for m in methods)} of the predicted class"
+    return title + ("\n(red title: wrong prediction)" if any_wrong else "")
 
 
 def cam_filename(methods: Sequence[str]) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from cnntool.config import TRACKING_OPTIONS
 from cnntool.errors import CheckpointError, ConfigError
 from cnntool.runs import PLOTS_DIR
-from cnntool.viz._plot import figure, save
+from cnntool.viz._plot import figure, run_colors, save
 
 CURVES_SIZE = (13.0, 5.0)  # inches: 1300×500 px
 # Options that never explain a difference in the curves (or are the seed, which groups runs instead).
@@ -68,21 +68,6 @@ def _shorten(label: str, limit: int = LEGEND_LABEL_MAX) -> str:
     return label if len(label) <= limit else label[:limit - 1] + "…"
 
 
-def run_colors(n: int) -> list[tuple[str | tuple, str]]:
-    """(colour, marker) per run: tab10 up to 10 runs, tab20 up to 20, then a hue wheel; markers also
-    cycle past 10 so that no two runs look alike."""
-    import matplotlib
-
-    if n <= 10:
-        return [(f"C{i}", "o") for i in range(n)]
-    markers = "osD^v<>"
-    if n <= 20:
-        cmap = matplotlib.colormaps["tab20"]
-        return [(cmap(i), markers[i % 2]) for i in range(n)]
-    cmap = matplotlib.colormaps["hsv"]
-    return [(cmap(i / n), markers[i % len(markers)]) for i in range(n)]
-
-
 def group_runs(runs: Sequence[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
     """Group runs that differ only in seed; label each group by the options that differ between groups
     ("base" for the group where those options are all at their defaults)."""
@@ -135,21 +120,25 @@ def _mean_std(members: list[RunCurves], x: str, y: str) -> tuple[np.ndarray, np.
 
 
 def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x: str = "epoch",
-                title: str | None = None, filename: str | None = None, force: bool = False) -> Path:
+                title: str | None = None, filename: str | None = None, force: bool = False,
+                labels: Sequence[str] | None = None) -> Path:
     """``curves.png`` in ``out_dir`` (default ``RUN/plots``, or ``plots/curves-RUNS.png`` for several runs;
     with neither ``out_dir`` nor ``filename`` given an existing file is kept and the next free name
     ``curves-2.png`` is used unless ``force``): loss (left) and
     accuracy (right) per ``x`` (epoch or step), validation solid, training dashed.
 
     Several runs are overlaid with a legend built from the options that differ between them; runs that
-    differ only in ``seed`` are drawn as their mean with a ± std band.
+    differ only in ``seed`` are drawn as their mean with a ± std band. ``labels`` (one per run) names the runs
+    instead (a recipe's step or strategy names); each run is then its own line.
     """
     if x not in ("epoch", "step"):
         raise ConfigError(f"--x {x!r} must be epoch or step")
     if not runs:
         raise ConfigError("give at least one run directory")
     loaded = [read_run(r) for r in runs]
-    fig = curves_figure(loaded, x, title)
+    if labels is not None and len(labels) != len(loaded):
+        raise ConfigError(f"{len(labels)} labels for {len(loaded)} runs")
+    fig = curves_figure(loaded, x, title, labels)
     explicit = out_dir is not None or filename is not None
     if out_dir is None:
         out_dir = (loaded[0].path / PLOTS_DIR) if len(loaded) == 1 else Path(PLOTS_DIR)
@@ -162,15 +151,18 @@ def plot_curves(runs: Sequence[str | Path], out_dir: str | Path | None = None, x
     return save(fig, path)
 
 
-def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | None = None):
+def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | None = None,
+                  labels: Sequence[str] | None = None):
     """The matplotlib figure of :func:`plot_curves` (not saved)."""
     from matplotlib.ticker import MaxNLocator
 
-    groups = group_runs(loaded)
+    groups = ([(lab, [r]) for lab, r in zip(labels, loaded)] if labels is not None
+              else group_runs(loaded))
+    colors = run_colors(len(groups))
     fig = figure(*CURVES_SIZE)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     losses: list[float] = []
-    for (label, members), (color, mark) in zip(groups, run_colors(len(groups))):
+    for (label, members), (color, mark) in zip(groups, colors):
         for ax, metric in zip(axes, ("loss", "acc")):
             for split, style in (("val", "-"), ("train", "--")):
                 xs, mean, std = _mean_std(members, x, f"{split}_{metric}")
@@ -199,9 +191,22 @@ def curves_figure(loaded: Sequence[RunCurves], x: str = "epoch", title: str | No
         axes[0].text(0.99, 0.98, "band: mean ± std over seeds", transform=axes[0].transAxes, ha="right",
                      va="top", fontsize=8, color="0.3")
     handles, labels = axes[1].get_legend_handles_labels()
+    if len(groups) > 1:  # one entry per run (its colour), then the two line styles: no val/train pair split
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=c, marker=m, markersize=3, label=lab)
+                   for (lab, _), (c, m) in zip(groups, colors)]
+        handles += [Line2D([], [], color="0.35", linestyle=st, label=lab)
+                    for st, lab in (("-", "validation"), ("--", "training"))]
+        labels = [h.get_label() for h in handles]
     # outside the axes, below them: never over a line, never clipped (constrained layout makes room)
-    ncols = 2 if len(groups) == 1 else min(4, max(2, 2 * ((len(labels) + 7) // 8)))
-    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
+    ncols = 2 if len(groups) == 1 else min(4, max(2, (len(labels) + 3) // 4))
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
+    renderer = fig.canvas.get_renderer()
+    while ncols > 1 and legend.get_window_extent(renderer).width > 0.98 * fig.bbox.width:  # long labels: fewer
+        legend.remove()
+        ncols -= 1
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8)
     if title is None:
         title = (f"Training curves: {loaded[0].path.name}" if len(loaded) == 1
                  else f"Training curves: {len(loaded)} runs")

@@ -17,11 +17,12 @@ AUG_CELL = (1.9, 2.1)
 SPLIT_COLORS = {"train": "C0", "val": "C1", "test": "C2"}
 
 
-def _load(data: str, data_dir: str | None = None, img_size: int | None = None, split_seed: int = 0):
+def _load(data: str, data_dir: str | None = None, img_size: int | None = None, split_seed: int = 0,
+          download: bool = False):
     from cnntool.config import DataConfig
     from cnntool.data.bundle import load_data
 
-    cfg = DataConfig(data=data, data_dir=data_dir, img_size=img_size, split_seed=split_seed)
+    cfg = DataConfig(data=data, data_dir=data_dir, img_size=img_size, split_seed=split_seed, download=download)
     cfg.validate()
     return load_data(cfg)
 
@@ -41,10 +42,11 @@ def histogram_figsize(num_classes: int) -> tuple[float, float]:
 
 
 def plot_dataset(data: str, out_dir: str | Path | None = None, data_dir: str | None = None,
-                 img_size: int | None = None, split_seed: int = 0, max_classes: int = 100) -> list[Path]:
+                 img_size: int | None = None, split_seed: int = 0, max_classes: int = 100,
+                 download: bool = False) -> list[Path]:
     """Two PNGs in ``out_dir``: ``<data>_samples.png`` (the first training image of each class) and
     ``<data>_classes.png`` (images per class in train, val and test)."""
-    bundle = _load(data, data_dir, img_size, split_seed)
+    bundle = _load(data, data_dir, img_size, split_seed, download)
     out_dir = Path(out_dir if out_dir is not None else PLOTS_DIR)
     tag = safe_name(Path(bundle.name).name)
     names = bundle.class_names
@@ -159,12 +161,12 @@ def apply_one(x: torch.Tensor, op: str, value: Any, g: torch.Generator) -> torch
 
 def plot_augmentations(data: str, ops: str | dict[str, Any] | None = None, out_dir: str | Path | None = None,
                        rows: int = 1, seed: int = 0, data_dir: str | None = None,
-                       img_size: int | None = None) -> Path:
+                       img_size: int | None = None, download: bool = False) -> Path:
     """``<data>_augment.png``: ``rows`` training images (of different classes), the original first and then
     the image under each augmentation alone, side by side."""
     if rows < 1:
         raise ConfigError(f"--rows {rows} must be >= 1")
-    bundle = _load(data, data_dir, img_size)
+    bundle = _load(data, data_dir, img_size, download=download)
     size = min(bundle.input_size)
     op_values = ops if isinstance(ops, dict) else parse_ops(ops, size)
     train = bundle.split("train")

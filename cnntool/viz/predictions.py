@@ -3,49 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from cnntool.errors import ConfigError
-from cnntool.viz._plot import RIGHT_COLOR, WRONG_COLOR, figure, save, short, show_image
-
-CELL_W, CELL_H, TITLE_H = 2.0, 2.35, 0.5
-
+from cnntool.viz._plot import RIGHT_COLOR, WRONG_COLOR, short
+from cnntool.viz.grid import examples_figsize, plot_examples
 
 MAX_GRID = 50  # rows and columns of a prediction grid (a figure of 2,500 images is already large)
-
-
-def wrap_title(title: str, width_in: float, fontsize: float = 11) -> str:
-    """The title broken into lines that fit ``width_in`` inches (a 2-column grid must not cut it)."""
-    import textwrap
-
-    per_line = max(12, int(width_in / (fontsize * 0.0075)))
-    return "\n".join(textwrap.wrap(title, per_line)) or title
-
-
-def examples_figsize(rows: int, cols: int) -> tuple[float, float]:
-    return cols * CELL_W, rows * CELL_H + TITLE_H
-
-
-def plot_examples(images: torch.Tensor, titles: Sequence[str], wrong: Sequence[bool | None], path: str | Path,
-                  cols: int = 3, title: str | None = None) -> Path:
-    """One image per cell with a title; ``wrong[i]`` True draws it in red with a red frame (False: green
-    title, None: black)."""
-    n = len(images)
-    cols = max(1, min(cols, n))
-    rows = -(-n // cols)
-    fig = figure(*examples_figsize(rows, cols))
-    if title:
-        fig.suptitle(wrap_title(title, examples_figsize(rows, cols)[0]), fontsize=11)
-    for i in range(rows * cols):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        if i >= n:
-            ax.axis("off")
-            continue
-        color = None if wrong[i] is None else (WRONG_COLOR if wrong[i] else RIGHT_COLOR)
-        show_image(ax, images[i], titles[i], color)
-    return save(fig, path)
 
 
 def plot_predictions(target: str | Path, rows: int = 10, cols: int = 3, split: str = "test",

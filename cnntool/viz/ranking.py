@@ -29,7 +29,7 @@ def _legend(fig, ax, n: int) -> None:
 
 
 def _colours(n: int):
-    from cnntool.viz.curves import run_colors
+    from cnntool.viz._plot import run_colors
 
     return run_colors(n)
 
@@ -98,3 +98,12 @@ def plot_reliability(probs: np.ndarray, labels: np.ndarray, path: str | Path, ti
     low.bar(centres, r["count"], width=width * 0.95, color="0.6")
     low.set(xlabel="confidence of the predicted class", ylabel="images")
     return save(fig, path)
+
+
+def plot_ranking(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], out_dir: str | Path,
+                 title: str | None = None) -> dict[str, str]:
+    """``roc.png``, ``pr.png`` and ``reliability.png`` in ``out_dir``, keyed as in ``EvalResult.files``."""
+    out_dir = Path(out_dir)
+    return {"roc_png": str(plot_roc(probs, labels, class_names, out_dir / "roc.png", title)),
+            "pr_png": str(plot_pr(probs, labels, class_names, out_dir / "pr.png", title)),
+            "reliability_png": str(plot_reliability(probs, labels, out_dir / "reliability.png", title))}

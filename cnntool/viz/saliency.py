@@ -188,6 +188,11 @@ def saliency_figsize(rows: int) -> tuple[float, float]:
     return 3 * CELL[0] + 0.8, rows * CELL[1] + 0.6
 
 
+def magnitude_title(label: str, channels: int) -> str:
+    """The heat map column's title: the max over channels is only worth saying for colour input."""
+    return f"|{label.lower()}|" + (", max over\nchannels" if channels > 1 else "")
+
+
 def plot_saliency(target: str | Path, images: Sequence[str] | None = None, method: str = "guided",
                   from_split: str | None = None, n: int = 8, wrong: bool | None = None,
                   out_dir: str | Path | None = None, which: str = "best", data: str | None = None) -> Path:
@@ -223,7 +228,7 @@ def plot_saliency(target: str | Path, images: Sequence[str] | None = None, metho
         ax.set_xticks([])
         ax.set_yticks([])
         if i == 0:
-            ax.set_title(f"|{label.lower()}|, max over\nchannels", fontsize=8)
+            ax.set_title(magnitude_title(label, grad.shape[1]), fontsize=8)
     fig.colorbar(hm, ax=fig.axes, fraction=0.02, pad=0.01, label="saliency (scaled per image)")
     fig.suptitle(f"{run.spec.arch}: {label.lower()} saliency of the predicted class", fontsize=11)
     return save(fig, run.plots_dir(out_dir) / f"saliency_{method}.png")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib")
+import matplotlib  # noqa: E402,F401 - a dependency: missing fails, never skips
 
 from cnntool.viz.curves import RunCurves, curves_figure, group_runs  # noqa: E402
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorboard")
-pytest.importorskip("mlflow")
-pytest.importorskip("wandb")
+import mlflow  # noqa: E402,F401 - [dev] installs the trackers: a missing one fails, never skips
+import tensorboard  # noqa: E402,F401
+import wandb  # noqa: E402,F401
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time")
 FINAL = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "best_epoch", "params")

@@ -934,6 +934,37 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def gather_plane(xp, out, phr, phc, sh, sw, pt, pl):
+    """One plane of ``gather``: out[i, qh, qw] = xp[qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside xp."""
+    H, W = xp.shape
+    nph, Hq, Wq = out.shape
+    for i in range(nph):
+        rh = phr[i]
+        rw = phc[i]
+        qa = min(Wq, max(0, (pl - rw + sw - 1) // sw))
+        qb = max(qa, min(Wq, (W - 1 + pl - rw) // sw + 1))
+        off = rw - pl
+        for qh in range(Hq):
+            ih = qh * sh + rh - pt
+            orow = out[i, qh]
+            if ih < 0 or ih >= H:
+                for qw in range(Wq):
+                    orow[qw] = 0
+                continue
+            xrow = xp[ih]
+            for qw in range(qa):
+                orow[qw] = 0
+            if sw == 1:
+                for qw in range(qa, qb):
+                    orow[qw] = xrow[qw + off]
+            else:
+                for qw in range(qa, qb):
+                    orow[qw] = xrow[qw * sw + off]
+            for qw in range(qb, Wq):
+                orow[qw] = 0
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def grad_bias(gy, out):
     """out[c] = sum over n, h, w of gy[n, c, h, w], accumulated in float64."""
@@ -946,4 +977,152 @@ def grad_bias(gy, out):
                 for w in range(W):
                     s += row[w]
         out[c] = s
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_fwd_t9(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk):
+    """Depthwise forward, 9 taps per output: out[n, c*M + m] from x[n, c] (M = Cout // C).
+
+    ``toff[k]`` is tap k's offset in the plane's phase planes (nph, Hq, Wq) (phase ``phr[i]``, ``phc[i]``, as in
+    ``gather``); ``wt`` is (Cout, taps). Tasks (n, c) are split in ``nchunk`` runs, one scratch buffer per run.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    nph = phr.shape[0]
+    PL = nph * Hq * Wq
+    P = (OH - 1) * Wq + OW
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(PL, dtype=x.dtype)
+        acc = np.empty(OH * Wq + 16, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)
+            x0 = s[toff[0]:toff[0] + P]
+            x1 = s[toff[1]:toff[1] + P]
+            x2 = s[toff[2]:toff[2] + P]
+            x3 = s[toff[3]:toff[3] + P]
+            x4 = s[toff[4]:toff[4] + P]
+            x5 = s[toff[5]:toff[5] + P]
+            x6 = s[toff[6]:toff[6] + P]
+            x7 = s[toff[7]:toff[7] + P]
+            x8 = s[toff[8]:toff[8] + P]
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                for p in range(P):
+                    acc[p] = b + w0 * x0[p] + w1 * x1[p] + w2 * x2[p] + w3 * x3[p] + w4 * x4[p] + w5 * x5[p] + w6 * x6[p] + w7 * x7[p] + w8 * x8[p]
+                op = out[n, oc]
+                for oh in range(OH):
+                    orow = op[oh]
+                    q = oh * Wq
+                    for ow in range(OW):
+                        orow[ow] = acc[q + ow]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_fwd_t25(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk):
+    """Depthwise forward, 25 taps per output: out[n, c*M + m] from x[n, c] (M = Cout // C).
+
+    ``toff[k]`` is tap k's offset in the plane's phase planes (nph, Hq, Wq) (phase ``phr[i]``, ``phc[i]``, as in
+    ``gather``); ``wt`` is (Cout, taps). Tasks (n, c) are split in ``nchunk`` runs, one scratch buffer per run.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    nph = phr.shape[0]
+    PL = nph * Hq * Wq
+    P = (OH - 1) * Wq + OW
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(PL, dtype=x.dtype)
+        acc = np.empty(OH * Wq + 16, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)
+            x0 = s[toff[0]:toff[0] + P]
+            x1 = s[toff[1]:toff[1] + P]
+            x2 = s[toff[2]:toff[2] + P]
+            x3 = s[toff[3]:toff[3] + P]
+            x4 = s[toff[4]:toff[4] + P]
+            x5 = s[toff[5]:toff[5] + P]
+            x6 = s[toff[6]:toff[6] + P]
+            x7 = s[toff[7]:toff[7] + P]
+            x8 = s[toff[8]:toff[8] + P]
+            x9 = s[toff[9]:toff[9] + P]
+            x10 = s[toff[10]:toff[10] + P]
+            x11 = s[toff[11]:toff[11] + P]
+            x12 = s[toff[12]:toff[12] + P]
+            x13 = s[toff[13]:toff[13] + P]
+            x14 = s[toff[14]:toff[14] + P]
+            x15 = s[toff[15]:toff[15] + P]
+            x16 = s[toff[16]:toff[16] + P]
+            x17 = s[toff[17]:toff[17] + P]
+            x18 = s[toff[18]:toff[18] + P]
+            x19 = s[toff[19]:toff[19] + P]
+            x20 = s[toff[20]:toff[20] + P]
+            x21 = s[toff[21]:toff[21] + P]
+            x22 = s[toff[22]:toff[22] + P]
+            x23 = s[toff[23]:toff[23] + P]
+            x24 = s[toff[24]:toff[24] + P]
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                w9 = wt[oc, 9]
+                w10 = wt[oc, 10]
+                w11 = wt[oc, 11]
+                w12 = wt[oc, 12]
+                w13 = wt[oc, 13]
+                w14 = wt[oc, 14]
+                w15 = wt[oc, 15]
+                w16 = wt[oc, 16]
+                w17 = wt[oc, 17]
+                w18 = wt[oc, 18]
+                w19 = wt[oc, 19]
+                w20 = wt[oc, 20]
+                w21 = wt[oc, 21]
+                w22 = wt[oc, 22]
+                w23 = wt[oc, 23]
+                w24 = wt[oc, 24]
+                for p in range(P):
+                    acc[p] = b + w0 * x0[p] + w1 * x1[p] + w2 * x2[p] + w3 * x3[p] + w4 * x4[p] + w5 * x5[p] + w6 * x6[p] + w7 * x7[p] + w8 * x8[p] + w9 * x9[p] + w10 * x10[p] + w11 * x11[p] + w12 * x12[p] + w13 * x13[p] + w14 * x14[p] + w15 * x15[p] + w16 * x16[p] + w17 * x17[p] + w18 * x18[p] + w19 * x19[p] + w20 * x20[p] + w21 * x21[p] + w22 * x22[p] + w23 * x23[p] + w24 * x24[p]
+                op = out[n, oc]
+                for oh in range(OH):
+                    orow = op[oh]
+                    q = oh * Wq
+                    for ow in range(OW):
+                        orow[ow] = acc[q + ow]
     return out

@@ -197,7 +197,7 @@ def _gw(cob: int, kb: int) -> str:
 def _dw_fwd(taps: int) -> str:
     """Depthwise forward with the zero padding fused in: per (sample, channel) plane, the padded phase planes are
     built in a per-thread scratch buffer (it stays in L1/L2) instead of a padded copy of the whole input in memory,
-    then every output of the plane is one pass over its wide rows with all taps in registers."""
+    then each block of output rows is one pass over its wide rows with all taps in registers."""
     lines = []
     a = lines.append
     a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
@@ -216,31 +216,37 @@ def _dw_fwd(taps: int) -> str:
     a("    nph = phr.shape[0]")
     a("    PL = nph * Hq * Wq")
     a("    P = (OH - 1) * Wq + OW")
+    a("    RB = max(1, 1024 // Wq)  # output rows per accumulator block: it stays in L1")
     a("    ntask = N * C")
     a("    for chunk in prange(nchunk):")
     a("        t0 = chunk * ntask // nchunk")
     a("        t1 = (chunk + 1) * ntask // nchunk")
     a("        s = np.empty(PL, dtype=x.dtype)")
-    a("        acc = np.empty(OH * Wq + 16, dtype=x.dtype)")
+    a("        acc = np.empty(RB * Wq + 16, dtype=x.dtype)")
     a("        for t in range(t0, t1):")
     a("            n = t // C")
     a("            c = t % C")
     a("            gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)")
-    for j in range(taps):
-        a(f"            x{j} = s[toff[{j}]:toff[{j}] + P]")
     a("            for m in range(M):")
     a("                oc = c * M + m")
     a("                b = bias[oc]")
     for j in range(taps):
         a(f"                w{j} = wt[oc, {j}]")
-    a("                for p in range(P):")
-    a("                    acc[p] = b + " + " + ".join(f"w{j} * x{j}[p]" for j in range(taps)))
     a("                op = out[n, oc]")
-    a("                for oh in range(OH):")
-    a("                    orow = op[oh]")
-    a("                    q = oh * Wq")
-    a("                    for ow in range(OW):")
-    a("                        orow[ow] = acc[q + ow]")
+    a("                for r0 in range(0, OH, RB):")
+    a("                    r1 = min(OH, r0 + RB)")
+    a("                    p0 = r0 * Wq")
+    a("                    PB = min(r1 * Wq, P) - p0")
+    for j in range(taps):
+        a(f"                    o{j} = toff[{j}] + p0")
+        a(f"                    y{j} = s[o{j}:o{j} + PB]")
+    a("                    for p in range(PB):")
+    a("                        acc[p] = b + " + " + ".join(f"w{j} * y{j}[p]" for j in range(taps)))
+    a("                    for oh in range(r0, r1):")
+    a("                        orow = op[oh]")
+    a("                        q = (oh - r0) * Wq")
+    a("                        for ow in range(OW):")
+    a("                            orow[ow] = acc[q + ow]")
     a("    return out")
     return "\n".join(lines) + "\n"
 

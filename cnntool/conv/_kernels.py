@@ -996,25 +996,17 @@ def dw_fwd_t9(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk):
     nph = phr.shape[0]
     PL = nph * Hq * Wq
     P = (OH - 1) * Wq + OW
+    RB = max(1, 1024 // Wq)  # output rows per accumulator block: it stays in L1
     ntask = N * C
     for chunk in prange(nchunk):
         t0 = chunk * ntask // nchunk
         t1 = (chunk + 1) * ntask // nchunk
         s = np.empty(PL, dtype=x.dtype)
-        acc = np.empty(OH * Wq + 16, dtype=x.dtype)
+        acc = np.empty(RB * Wq + 16, dtype=x.dtype)
         for t in range(t0, t1):
             n = t // C
             c = t % C
             gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)
-            x0 = s[toff[0]:toff[0] + P]
-            x1 = s[toff[1]:toff[1] + P]
-            x2 = s[toff[2]:toff[2] + P]
-            x3 = s[toff[3]:toff[3] + P]
-            x4 = s[toff[4]:toff[4] + P]
-            x5 = s[toff[5]:toff[5] + P]
-            x6 = s[toff[6]:toff[6] + P]
-            x7 = s[toff[7]:toff[7] + P]
-            x8 = s[toff[8]:toff[8] + P]
             for m in range(M):
                 oc = c * M + m
                 b = bias[oc]
@@ -1027,14 +1019,36 @@ def dw_fwd_t9(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk):
                 w6 = wt[oc, 6]
                 w7 = wt[oc, 7]
                 w8 = wt[oc, 8]
-                for p in range(P):
-                    acc[p] = b + w0 * x0[p] + w1 * x1[p] + w2 * x2[p] + w3 * x3[p] + w4 * x4[p] + w5 * x5[p] + w6 * x6[p] + w7 * x7[p] + w8 * x8[p]
                 op = out[n, oc]
-                for oh in range(OH):
-                    orow = op[oh]
-                    q = oh * Wq
-                    for ow in range(OW):
-                        orow[ow] = acc[q + ow]
+                for r0 in range(0, OH, RB):
+                    r1 = min(OH, r0 + RB)
+                    p0 = r0 * Wq
+                    PB = min(r1 * Wq, P) - p0
+                    o0 = toff[0] + p0
+                    y0 = s[o0:o0 + PB]
+                    o1 = toff[1] + p0
+                    y1 = s[o1:o1 + PB]
+                    o2 = toff[2] + p0
+                    y2 = s[o2:o2 + PB]
+                    o3 = toff[3] + p0
+                    y3 = s[o3:o3 + PB]
+                    o4 = toff[4] + p0
+                    y4 = s[o4:o4 + PB]
+                    o5 = toff[5] + p0
+                    y5 = s[o5:o5 + PB]
+                    o6 = toff[6] + p0
+                    y6 = s[o6:o6 + PB]
+                    o7 = toff[7] + p0
+                    y7 = s[o7:o7 + PB]
+                    o8 = toff[8] + p0
+                    y8 = s[o8:o8 + PB]
+                    for p in range(PB):
+                        acc[p] = b + w0 * y0[p] + w1 * y1[p] + w2 * y2[p] + w3 * y3[p] + w4 * y4[p] + w5 * y5[p] + w6 * y6[p] + w7 * y7[p] + w8 * y8[p]
+                    for oh in range(r0, r1):
+                        orow = op[oh]
+                        q = (oh - r0) * Wq
+                        for ow in range(OW):
+                            orow[ow] = acc[q + ow]
     return out
 
 
@@ -1054,41 +1068,17 @@ def dw_fwd_t25(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk)
     nph = phr.shape[0]
     PL = nph * Hq * Wq
     P = (OH - 1) * Wq + OW
+    RB = max(1, 1024 // Wq)  # output rows per accumulator block: it stays in L1
     ntask = N * C
     for chunk in prange(nchunk):
         t0 = chunk * ntask // nchunk
         t1 = (chunk + 1) * ntask // nchunk
         s = np.empty(PL, dtype=x.dtype)
-        acc = np.empty(OH * Wq + 16, dtype=x.dtype)
+        acc = np.empty(RB * Wq + 16, dtype=x.dtype)
         for t in range(t0, t1):
             n = t // C
             c = t % C
             gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)
-            x0 = s[toff[0]:toff[0] + P]
-            x1 = s[toff[1]:toff[1] + P]
-            x2 = s[toff[2]:toff[2] + P]
-            x3 = s[toff[3]:toff[3] + P]
-            x4 = s[toff[4]:toff[4] + P]
-            x5 = s[toff[5]:toff[5] + P]
-            x6 = s[toff[6]:toff[6] + P]
-            x7 = s[toff[7]:toff[7] + P]
-            x8 = s[toff[8]:toff[8] + P]
-            x9 = s[toff[9]:toff[9] + P]
-            x10 = s[toff[10]:toff[10] + P]
-            x11 = s[toff[11]:toff[11] + P]
-            x12 = s[toff[12]:toff[12] + P]
-            x13 = s[toff[13]:toff[13] + P]
-            x14 = s[toff[14]:toff[14] + P]
-            x15 = s[toff[15]:toff[15] + P]
-            x16 = s[toff[16]:toff[16] + P]
-            x17 = s[toff[17]:toff[17] + P]
-            x18 = s[toff[18]:toff[18] + P]
-            x19 = s[toff[19]:toff[19] + P]
-            x20 = s[toff[20]:toff[20] + P]
-            x21 = s[toff[21]:toff[21] + P]
-            x22 = s[toff[22]:toff[22] + P]
-            x23 = s[toff[23]:toff[23] + P]
-            x24 = s[toff[24]:toff[24] + P]
             for m in range(M):
                 oc = c * M + m
                 b = bias[oc]
@@ -1117,12 +1107,66 @@ def dw_fwd_t25(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk)
                 w22 = wt[oc, 22]
                 w23 = wt[oc, 23]
                 w24 = wt[oc, 24]
-                for p in range(P):
-                    acc[p] = b + w0 * x0[p] + w1 * x1[p] + w2 * x2[p] + w3 * x3[p] + w4 * x4[p] + w5 * x5[p] + w6 * x6[p] + w7 * x7[p] + w8 * x8[p] + w9 * x9[p] + w10 * x10[p] + w11 * x11[p] + w12 * x12[p] + w13 * x13[p] + w14 * x14[p] + w15 * x15[p] + w16 * x16[p] + w17 * x17[p] + w18 * x18[p] + w19 * x19[p] + w20 * x20[p] + w21 * x21[p] + w22 * x22[p] + w23 * x23[p] + w24 * x24[p]
                 op = out[n, oc]
-                for oh in range(OH):
-                    orow = op[oh]
-                    q = oh * Wq
-                    for ow in range(OW):
-                        orow[ow] = acc[q + ow]
+                for r0 in range(0, OH, RB):
+                    r1 = min(OH, r0 + RB)
+                    p0 = r0 * Wq
+                    PB = min(r1 * Wq, P) - p0
+                    o0 = toff[0] + p0
+                    y0 = s[o0:o0 + PB]
+                    o1 = toff[1] + p0
+                    y1 = s[o1:o1 + PB]
+                    o2 = toff[2] + p0
+                    y2 = s[o2:o2 + PB]
+                    o3 = toff[3] + p0
+                    y3 = s[o3:o3 + PB]
+                    o4 = toff[4] + p0
+                    y4 = s[o4:o4 + PB]
+                    o5 = toff[5] + p0
+                    y5 = s[o5:o5 + PB]
+                    o6 = toff[6] + p0
+                    y6 = s[o6:o6 + PB]
+                    o7 = toff[7] + p0
+                    y7 = s[o7:o7 + PB]
+                    o8 = toff[8] + p0
+                    y8 = s[o8:o8 + PB]
+                    o9 = toff[9] + p0
+                    y9 = s[o9:o9 + PB]
+                    o10 = toff[10] + p0
+                    y10 = s[o10:o10 + PB]
+                    o11 = toff[11] + p0
+                    y11 = s[o11:o11 + PB]
+                    o12 = toff[12] + p0
+                    y12 = s[o12:o12 + PB]
+                    o13 = toff[13] + p0
+                    y13 = s[o13:o13 + PB]
+                    o14 = toff[14] + p0
+                    y14 = s[o14:o14 + PB]
+                    o15 = toff[15] + p0
+                    y15 = s[o15:o15 + PB]
+                    o16 = toff[16] + p0
+                    y16 = s[o16:o16 + PB]
+                    o17 = toff[17] + p0
+                    y17 = s[o17:o17 + PB]
+                    o18 = toff[18] + p0
+                    y18 = s[o18:o18 + PB]
+                    o19 = toff[19] + p0
+                    y19 = s[o19:o19 + PB]
+                    o20 = toff[20] + p0
+                    y20 = s[o20:o20 + PB]
+                    o21 = toff[21] + p0
+                    y21 = s[o21:o21 + PB]
+                    o22 = toff[22] + p0
+                    y22 = s[o22:o22 + PB]
+                    o23 = toff[23] + p0
+                    y23 = s[o23:o23 + PB]
+                    o24 = toff[24] + p0
+                    y24 = s[o24:o24 + PB]
+                    for p in range(PB):
+                        acc[p] = b + w0 * y0[p] + w1 * y1[p] + w2 * y2[p] + w3 * y3[p] + w4 * y4[p] + w5 * y5[p] + w6 * y6[p] + w7 * y7[p] + w8 * y8[p] + w9 * y9[p] + w10 * y10[p] + w11 * y11[p] + w12 * y12[p] + w13 * y13[p] + w14 * y14[p] + w15 * y15[p] + w16 * y16[p] + w17 * y17[p] + w18 * y18[p] + w19 * y19[p] + w20 * y20[p] + w21 * y21[p] + w22 * y22[p] + w23 * y23[p] + w24 * y24[p]
+                    for oh in range(r0, r1):
+                        orow = op[oh]
+                        q = (oh - r0) * Wq
+                        for ow in range(OW):
+                            orow[ow] = acc[q + ow]
     return out

@@ -1,5 +1,6 @@
 """The special paths of cnntool.conv against torch (float64 reference): 1x1 (pointwise) convolutions, depthwise
-convolutions (the one-pass 3x3 and 5x5 kernels), and the batch folded into one tall image for small maps."""
+convolutions (the fused-padding 3x3 and 5x5 forward, the one-pass kernels on small maps), and the batch folded into
+one tall image for small maps."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 import cnntool.conv as cc
 from cnntool.conv import _kernels
 from cnntool.conv import kernels as K
+from cnntool.conv.function import make_geometry
 
 
 def _check(xshape, wshape, dtype=torch.float32, bias=True, **kw):
@@ -70,6 +72,48 @@ def test_depthwise(kw, n, size, mult, dtype):
     k = kw.pop("k")
     c = 5
     _check((n, c, *size), (c * mult, 1, k, k), dtype, bias=n != 1, groups=c, **kw)
+
+
+FUSED_DEPTHWISE = [
+    dict(k=3, padding=1, stride=2),
+    dict(k=5, padding=2, dilation=2),
+    dict(k=3, padding=(0, 2), stride=(2, 1), dilation=(1, 3)),
+    dict(k=5, padding=3, stride=3),  # padding wider than the kernel's half: whole border rows of zeros
+]
+
+
+@pytest.mark.parametrize("kw", FUSED_DEPTHWISE)
+@pytest.mark.parametrize("n, size, mult", [(1, (17, 19), 1), (2, (20, 16), 3)])
+def test_fused_depthwise_forward_is_taken_and_gradchecks(kw, n, size, mult):
+    kw = dict(kw)
+    k = kw.pop("k")
+    x = torch.randn(n, 3, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3 * mult, 1, k, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3 * mult, dtype=torch.float64, requires_grad=True)
+    geo = make_geometry(x, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1), 3)
+    assert K.use_depthwise(geo)
+    want = F.conv2d(x, w, b, groups=3, **kw)
+    torch.testing.assert_close(cc.conv2d(x, w, b, groups=3, **kw), want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, w, b: cc.conv2d(x, w, b, groups=3, **kw), (x, w, b), fast_mode=True)
+
+
+def test_depthwise_path_choice():
+    g = K.Geometry.make((2, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8)
+    assert K.use_depthwise(g)  # 6x6 = DW_MIN_POSITIONS outputs
+    assert not K.use_depthwise(K.Geometry.make((2, 8, 5, 5), (8, 1, 3, 3), (1, 1), (1,) * 4, (1, 1), 8))
+    assert not K.use_depthwise(K.Geometry.make((2, 8, 9, 9), (8, 1, 4, 4), (1, 1), (0,) * 4, (1, 1), 8))
+    assert not K.use_depthwise(K.Geometry.make((2, 8, 9, 9), (8, 2, 3, 3), (1, 1), (0,) * 4, (1, 1), 4))
+
+
+def test_fused_depthwise_reports_an_in_place_change_of_its_input_like_torch():
+    # the fused path keeps the input itself for grad-weight, not a copy
+    for conv in (F.conv2d, cc.conv2d):
+        x = torch.randn(1, 4, 10, 10, requires_grad=True)
+        h = x * 1.0
+        y = conv(h, torch.randn(4, 1, 3, 3, requires_grad=True), None, 1, 1, 1, 4)
+        h.add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.sum().backward()
 
 
 def test_tiny_maps_folded_like_resnet_stage4():

@@ -848,45 +848,46 @@ def gw_c1k8(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
     return dw
 
 
+@njit(cache=True, nogil=True, inline="always")
+def gather_plane(xp, out, phr, phc, sh, sw, pt, pl):
+    """One plane of ``gather``: out[i, qh, qw] = xp[qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside xp.
+    Strided reads go element by element (measured 1.3x faster than through per-row views)."""
+    H, W = xp.shape
+    nph, Hq, Wq = out.shape
+    for i in range(nph):
+        rh = phr[i]
+        rw = phc[i]
+        qa = min(Wq, max(0, (pl - rw + sw - 1) // sw))
+        qb = max(qa, min(Wq, (W - 1 + pl - rw) // sw + 1))
+        off = rw - pl
+        for qh in range(Hq):
+            ih = qh * sh + rh - pt
+            if ih < 0 or ih >= H:
+                for qw in range(Wq):
+                    out[i, qh, qw] = 0
+                continue
+            for qw in range(qa):
+                out[i, qh, qw] = 0
+            if sw == 1:  # a contiguous run: row views, so that the copy is vectorised
+                src = xp[ih, qa + off:qb + off]
+                dst = out[i, qh, qa:qb]
+                for j in range(qb - qa):
+                    dst[j] = src[j]
+            else:
+                for qw in range(qa, qb):
+                    out[i, qh, qw] = xp[ih, qw * sw + off]
+            for qw in range(qb, Wq):
+                out[i, qh, qw] = 0
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def gather(x, out, phr, phc, sh, sw, pt, pl):
     """out[n, c, i, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x (padding)."""
-    N, C, H, W = x.shape
-    nph = out.shape[2]
-    Hq = out.shape[3]
-    Wq = out.shape[4]
+    N, C = x.shape[0], x.shape[1]
     for t in prange(N * C):
         n = t // C
         c = t % C
-        for i in range(nph):
-            rh = phr[i]
-            rw = phc[i]
-            # valid qw range: 0 <= qw*sw + rw - pl <= W - 1
-            qa = max(0, (pl - rw + sw - 1) // sw)
-            qb = min(Wq, (W - 1 + pl - rw) // sw + 1)
-            if qb < qa:
-                qb = qa
-            for qh in range(Hq):
-                ih = qh * sh + rh - pt
-                orow = out[n, c, i, qh]
-                if ih < 0 or ih >= H:
-                    for qw in range(Wq):
-                        orow[qw] = 0
-                    continue
-                xrow = x[n, c, ih]
-                for qw in range(qa):
-                    orow[qw] = 0
-                off = rw - pl
-                if sw == 1:
-                    src = xrow[qa + off:qb + off]
-                    dst = orow[qa:qb]
-                    for j in range(qb - qa):
-                        dst[j] = src[j]
-                else:
-                    for qw in range(qa, qb):
-                        orow[qw] = xrow[qw * sw + off]
-                for qw in range(qb, Wq):
-                    orow[qw] = 0
+        gather_plane(x[n, c], out[n, c], phr, phc, sh, sw, pt, pl)
     return out
 
 
@@ -946,4 +947,196 @@ def grad_bias(gy, out):
                 for w in range(W):
                     s += row[w]
         out[c] = s
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_fwd_t9(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk):
+    """Depthwise forward, 9 taps per output: out[n, c*M + m] from x[n, c] (M = Cout // C).
+
+    ``toff[k]`` is tap k's offset in the plane's phase planes (nph, Hq, Wq) (phase ``phr[i]``, ``phc[i]``, as in
+    ``gather``); ``wt`` is (Cout, taps). Tasks (n, c) are split in ``nchunk`` runs, one scratch buffer per run.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    nph = phr.shape[0]
+    PL = nph * Hq * Wq
+    P = (OH - 1) * Wq + OW
+    RB = max(1, 1024 // Wq)  # output rows per accumulator block: it stays in L1
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(PL, dtype=x.dtype)
+        acc = np.empty(RB * Wq + 16, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                op = out[n, oc]
+                for r0 in range(0, OH, RB):
+                    r1 = min(OH, r0 + RB)
+                    p0 = r0 * Wq
+                    PB = min(r1 * Wq, P) - p0
+                    o0 = toff[0] + p0
+                    y0 = s[o0:o0 + PB]
+                    o1 = toff[1] + p0
+                    y1 = s[o1:o1 + PB]
+                    o2 = toff[2] + p0
+                    y2 = s[o2:o2 + PB]
+                    o3 = toff[3] + p0
+                    y3 = s[o3:o3 + PB]
+                    o4 = toff[4] + p0
+                    y4 = s[o4:o4 + PB]
+                    o5 = toff[5] + p0
+                    y5 = s[o5:o5 + PB]
+                    o6 = toff[6] + p0
+                    y6 = s[o6:o6 + PB]
+                    o7 = toff[7] + p0
+                    y7 = s[o7:o7 + PB]
+                    o8 = toff[8] + p0
+                    y8 = s[o8:o8 + PB]
+                    for p in range(PB):
+                        acc[p] = b + w0 * y0[p] + w1 * y1[p] + w2 * y2[p] + w3 * y3[p] + w4 * y4[p] + w5 * y5[p] + w6 * y6[p] + w7 * y7[p] + w8 * y8[p]
+                    for oh in range(r0, r1):
+                        orow = op[oh]
+                        q = (oh - r0) * Wq
+                        for ow in range(OW):
+                            orow[ow] = acc[q + ow]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_fwd_t25(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk):
+    """Depthwise forward, 25 taps per output: out[n, c*M + m] from x[n, c] (M = Cout // C).
+
+    ``toff[k]`` is tap k's offset in the plane's phase planes (nph, Hq, Wq) (phase ``phr[i]``, ``phc[i]``, as in
+    ``gather``); ``wt`` is (Cout, taps). Tasks (n, c) are split in ``nchunk`` runs, one scratch buffer per run.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    nph = phr.shape[0]
+    PL = nph * Hq * Wq
+    P = (OH - 1) * Wq + OW
+    RB = max(1, 1024 // Wq)  # output rows per accumulator block: it stays in L1
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(PL, dtype=x.dtype)
+        acc = np.empty(RB * Wq + 16, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], s.reshape((nph, Hq, Wq)), phr, phc, sh, sw, pt, pl)
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                w9 = wt[oc, 9]
+                w10 = wt[oc, 10]
+                w11 = wt[oc, 11]
+                w12 = wt[oc, 12]
+                w13 = wt[oc, 13]
+                w14 = wt[oc, 14]
+                w15 = wt[oc, 15]
+                w16 = wt[oc, 16]
+                w17 = wt[oc, 17]
+                w18 = wt[oc, 18]
+                w19 = wt[oc, 19]
+                w20 = wt[oc, 20]
+                w21 = wt[oc, 21]
+                w22 = wt[oc, 22]
+                w23 = wt[oc, 23]
+                w24 = wt[oc, 24]
+                op = out[n, oc]
+                for r0 in range(0, OH, RB):
+                    r1 = min(OH, r0 + RB)
+                    p0 = r0 * Wq
+                    PB = min(r1 * Wq, P) - p0
+                    o0 = toff[0] + p0
+                    y0 = s[o0:o0 + PB]
+                    o1 = toff[1] + p0
+                    y1 = s[o1:o1 + PB]
+                    o2 = toff[2] + p0
+                    y2 = s[o2:o2 + PB]
+                    o3 = toff[3] + p0
+                    y3 = s[o3:o3 + PB]
+                    o4 = toff[4] + p0
+                    y4 = s[o4:o4 + PB]
+                    o5 = toff[5] + p0
+                    y5 = s[o5:o5 + PB]
+                    o6 = toff[6] + p0
+                    y6 = s[o6:o6 + PB]
+                    o7 = toff[7] + p0
+                    y7 = s[o7:o7 + PB]
+                    o8 = toff[8] + p0
+                    y8 = s[o8:o8 + PB]
+                    o9 = toff[9] + p0
+                    y9 = s[o9:o9 + PB]
+                    o10 = toff[10] + p0
+                    y10 = s[o10:o10 + PB]
+                    o11 = toff[11] + p0
+                    y11 = s[o11:o11 + PB]
+                    o12 = toff[12] + p0
+                    y12 = s[o12:o12 + PB]
+                    o13 = toff[13] + p0
+                    y13 = s[o13:o13 + PB]
+                    o14 = toff[14] + p0
+                    y14 = s[o14:o14 + PB]
+                    o15 = toff[15] + p0
+                    y15 = s[o15:o15 + PB]
+                    o16 = toff[16] + p0
+                    y16 = s[o16:o16 + PB]
+                    o17 = toff[17] + p0
+                    y17 = s[o17:o17 + PB]
+                    o18 = toff[18] + p0
+                    y18 = s[o18:o18 + PB]
+                    o19 = toff[19] + p0
+                    y19 = s[o19:o19 + PB]
+                    o20 = toff[20] + p0
+                    y20 = s[o20:o20 + PB]
+                    o21 = toff[21] + p0
+                    y21 = s[o21:o21 + PB]
+                    o22 = toff[22] + p0
+                    y22 = s[o22:o22 + PB]
+                    o23 = toff[23] + p0
+                    y23 = s[o23:o23 + PB]
+                    o24 = toff[24] + p0
+                    y24 = s[o24:o24 + PB]
+                    for p in range(PB):
+                        acc[p] = b + w0 * y0[p] + w1 * y1[p] + w2 * y2[p] + w3 * y3[p] + w4 * y4[p] + w5 * y5[p] + w6 * y6[p] + w7 * y7[p] + w8 * y8[p] + w9 * y9[p] + w10 * y10[p] + w11 * y11[p] + w12 * y12[p] + w13 * y13[p] + w14 * y14[p] + w15 * y15[p] + w16 * y16[p] + w17 * y17[p] + w18 * y18[p] + w19 * y19[p] + w20 * y20[p] + w21 * y21[p] + w22 * y22[p] + w23 * y23[p] + w24 * y24[p]
+                    for oh in range(r0, r1):
+                        orow = op[oh]
+                        q = (oh - r0) * Wq
+                        for ow in range(OW):
+                            orow[ow] = acc[q + ow]
     return out

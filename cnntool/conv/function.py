@@ -139,13 +139,15 @@ class Conv2dFunction(torch.autograd.Function):
         if any(ctx.needs_input_grad[:3]):
             ctx.saved = saved
             ctx.has_bias = bias is not None
-            ctx.save_for_backward(weight)
+            # a path that keeps the input itself (not a copy) saves it too, so that autograd reports an in-place
+            # change of it like torch's own convolution does
+            ctx.save_for_backward(weight, *(() if saved.x is None else (x,)))
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
-        (weight,) = ctx.saved_tensors
+        weight = ctx.saved_tensors[0]
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2])
         gx, gw, gb = backward_numpy(gy, weight, ctx.saved, need)
         return gx, gw, gb, None

@@ -211,12 +211,13 @@ class Saved:
     """What the backward pass needs from the forward: the phase-split input and its tap offsets."""
 
     geo: Geometry
-    xs: np.ndarray  # (N, L), or (1, L) when the batch is folded into one tall image
+    xs: np.ndarray | None  # (N, L), or (1, L) when the batch is folded into one tall image
     toff: np.ndarray | None
     Wq: int
     Cgs: int
     folded: bool = False
     Hq: int = 0  # rows per sample of the phase planes
+    x: np.ndarray | None = None  # the input itself when the forward did not build ``xs`` (fused depthwise)
 
 
 def _gather_into(src: np.ndarray, shape5: tuple[int, int, int, int, int], phr, phc, sh, sw, pt, pl,
@@ -292,12 +293,56 @@ def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
     return saved
 
 
+_DW_FWD = {9: K.dw_fwd_t9, 25: K.dw_fwd_t25}
+#: Smallest output map (positions per plane) for the fused depthwise path; below it the batch-folded phase planes
+#: win (a 4x4 plane is too short a loop to amortise the per-plane work).
+DW_MIN_POSITIONS = 36
+
+
+def use_depthwise(g: Geometry) -> bool:
+    """One input channel per group, a 3x3/5x5 kernel and maps of at least ``DW_MIN_POSITIONS``: the forward with
+    the padding fused into each plane (``dw_fwd_t*``), no padded copy of the input. (grad-weight builds the phase
+    planes when it runs: a fused grad-weight with all taps' sums in registers measured slower than gather + the
+    blocked ``gw_c1k8``.)"""
+    return g.Cg == 1 and g.groups == g.C and g.KH * g.KW in _DW_FWD and g.OH * g.OW >= DW_MIN_POSITIONS
+
+
+def _phase_plan(g: Geometry):
+    """Phase planes of one padded channel: (phr, phc, Hq, Wq, per-tap offsets inside the (nph, Hq, Wq) block)."""
+    sh, sw = g.stride
+    dh, dw = g.dilation
+    kh = np.arange(g.KH)
+    kw = np.arange(g.KW)
+    ah, rh = kh * dh // sh, kh * dh % sh
+    aw, rw = kw * dw // sw, kw * dw % sw
+    Hq = g.OH + int(ah.max())
+    Wq = g.OW + int(aw.max())
+    phases = sorted({(int(a), int(b)) for a in rh for b in rw})
+    index = {ph: i for i, ph in enumerate(phases)}
+    ph_idx = np.array([[index[(int(a), int(b))] for b in rw] for a in rh], dtype=np.int64)
+    tap = (ph_idx * (Hq * Wq) + ah[:, None] * Wq + aw[None, :]).reshape(-1)
+    return (np.array([p[0] for p in phases], np.int64), np.array([p[1] for p in phases], np.int64), Hq, Wq, tap)
+
+
+def depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, out: np.ndarray) -> None:
+    phr, phc, Hq, Wq, toff = _phase_plan(g)
+    bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
+    ntask = g.N * g.C
+    nchunk = min(ntask, 8 * _threads())
+    sh, sw = g.stride
+    _DW_FWD[g.KH * g.KW](x, w.reshape(g.Cout, -1), bias, out, toff, phr, phc, Hq, Wq, sh, sw, g.pad[0], g.pad[2],
+                         nchunk)
+
+
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
             out: np.ndarray | None = None) -> tuple[np.ndarray, Saved]:
     """y = conv2d(x, w, b) for C-contiguous float32/float64 arrays; returns y and what backward needs."""
-    saved = _prepare_input(x, g)
     if out is None:
         out = np.empty((g.N, g.Cout, g.OH, g.OW), dtype=x.dtype)
+    if use_depthwise(g):
+        depthwise_forward(x, w, b, g, out)
+        return out, Saved(g, None, None, 0, 0, x=x)
+    saved = _prepare_input(x, g)
     bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
     rows = (g.N - 1) * saved.Hq + g.OH if saved.folded else g.OH
     _run_fwd(saved.xs, saved.toff, w.reshape(g.groups, g.CoutG, -1), bias, out.reshape(-1),
@@ -385,6 +430,8 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
 def grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
     """dL/dw (float64) for y = conv2d(x, w), reusing the phase-split input of the forward pass."""
     g = saved.geo
+    if saved.xs is None:
+        saved = _prepare_input(saved.x, g)
     Wq = saved.Wq
     gyw5 = None
     if saved.folded:  # the output gradient as one tall image like the input: zero in spare rows and columns

@@ -250,16 +250,46 @@ def use_im2col(folded: bool, cout_per_group: int, nbytes: int = 0, useful: int =
     return folded and cout_per_group >= 8 and nbytes <= IM2COL_MAX_BYTES and 2 * useful < computed
 
 
+@dataclass
+class _Phases:
+    """Where each tap reads in the phase planes: tap (kh, kw) reads phase ``idx[kh, kw]`` (an index into
+    ``rows``/``cols``, the phases some tap reads) at row offset ``ah[kh]`` and column offset ``aw[kw]``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    idx: np.ndarray  # (KH, KW)
+    ah: np.ndarray
+    aw: np.ndarray
+    Hq: int
+    Wq: int
+
+    def taps(self, plane: int) -> np.ndarray:
+        """Flat offset of each tap inside one channel's block of phase planes, ``plane`` elements apart."""
+        return self.idx * plane + self.ah[:, None] * self.Wq + self.aw[None, :]
+
+
+def _phases(g: Geometry) -> _Phases:
+    sh, sw = g.stride
+    dh, dw = g.dilation
+    kh = np.arange(g.KH)
+    kw = np.arange(g.KW)
+    ah, rh = kh * dh // sh, kh * dh % sh
+    aw, rw = kw * dw // sw, kw * dw % sw
+    phases = sorted({(int(a), int(b)) for a in rh for b in rw})
+    index = {ph: i for i, ph in enumerate(phases)}
+    idx = np.array([[index[(int(a), int(b))] for b in rw] for a in rh], dtype=np.int64)
+    return _Phases(np.array([p[0] for p in phases], np.int64), np.array([p[1] for p in phases], np.int64), idx,
+                   ah, aw, g.OH + int(ah.max()), g.OW + int(aw.max()))
+
+
 def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
     sh, sw = g.stride
     dh, dw = g.dilation
     pt, pb, pl, pr = g.pad
     kh = np.arange(g.KH)
     kw = np.arange(g.KW)
-    ah, rh = kh * dh // sh, kh * dh % sh
-    aw, rw = kw * dw // sw, kw * dw % sw
-    Hq = g.OH + int(ah.max())
-    Wq = g.OW + int(aw.max())
+    ph = _phases(g)
+    Hq, Wq = ph.Hq, ph.Wq
     folded = fold_batch(g.N, g.OH, Wq)
     col_bytes = g.N * g.C * g.KH * g.KW * g.OH * g.OW * x.itemsize
     if use_im2col(folded, g.CoutG, col_bytes, g.OH * g.OW, Hq * Wq):
@@ -273,19 +303,15 @@ def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
         saved = Saved(g, buf.reshape(1, -1), toff, g.OW, g.Cg * len(taps) * NP, True, g.OH)
         POOL.give_on_death(saved, buf)
         return saved
-    phases = sorted({(int(a), int(b)) for a in rh for b in rw})
-    index = {ph: i for i, ph in enumerate(phases)}
     buf = None
     if not folded and sh == sw == 1 and pt == pl == 0 and Hq == g.H and Wq == g.W:
         xs = x.reshape(g.N, -1)  # no padding or stride: read the input in place
     else:
-        buf = _gather_into(x, (g.N, g.C, len(phases), Hq, Wq), np.array([p[0] for p in phases], np.int64),
-                           np.array([p[1] for p in phases], np.int64), sh, sw, pt, pl, folded)
+        buf = _gather_into(x, (g.N, g.C, len(ph.rows), Hq, Wq), ph.rows, ph.cols, sh, sw, pt, pl, folded)
         xs = buf.reshape(1 if folded else g.N, -1)
     pstride = Hq * Wq * (g.N if folded else 1)  # one phase plane (all samples when folded)
-    cstride = len(phases) * pstride
-    ph_idx = np.array([[index[(int(a), int(b))] for b in rw] for a in rh], dtype=np.int64)  # (KH, KW)
-    tap = ph_idx * pstride + ah[:, None] * Wq + aw[None, :]
+    cstride = len(ph.rows) * pstride
+    tap = ph.taps(pstride)
     toff = (np.arange(g.Cg, dtype=np.int64)[:, None, None] * cstride + tap[None]).reshape(-1)
     saved = Saved(g, xs, toff, Wq, g.Cg * cstride, folded, Hq)
     if buf is not None:
@@ -309,19 +335,8 @@ def use_depthwise(g: Geometry) -> bool:
 
 def _phase_plan(g: Geometry):
     """Phase planes of one padded channel: (phr, phc, Hq, Wq, per-tap offsets inside the (nph, Hq, Wq) block)."""
-    sh, sw = g.stride
-    dh, dw = g.dilation
-    kh = np.arange(g.KH)
-    kw = np.arange(g.KW)
-    ah, rh = kh * dh // sh, kh * dh % sh
-    aw, rw = kw * dw // sw, kw * dw % sw
-    Hq = g.OH + int(ah.max())
-    Wq = g.OW + int(aw.max())
-    phases = sorted({(int(a), int(b)) for a in rh for b in rw})
-    index = {ph: i for i, ph in enumerate(phases)}
-    ph_idx = np.array([[index[(int(a), int(b))] for b in rw] for a in rh], dtype=np.int64)
-    tap = (ph_idx * (Hq * Wq) + ah[:, None] * Wq + aw[None, :]).reshape(-1)
-    return (np.array([p[0] for p in phases], np.int64), np.array([p[1] for p in phases], np.int64), Hq, Wq, tap)
+    ph = _phases(g)
+    return ph.rows, ph.cols, ph.Hq, ph.Wq, ph.taps(ph.Hq * ph.Wq).reshape(-1)
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, out: np.ndarray) -> None:

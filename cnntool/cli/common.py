@@ -41,12 +41,26 @@ def print_json(obj: Any, flush: bool = True) -> None:
 
     ``flush=False`` leaves flushing to the caller (predict flushes once per batch, not per line)."""
     try:  # the common case has no NaN/inf: one pass, no copy
-        text = json.dumps(obj, default=_json_default, allow_nan=False)
+        text = _ENCODER.encode(obj)
     except ValueError:
-        text = json.dumps(_finite_json(obj), default=_json_default, allow_nan=False)
+        text = _ENCODER.encode(_finite_json(obj))
     sys.stdout.write(text + "\n")
     if flush:
         sys.stdout.flush()
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "__fspath__"):
+        return os.fspath(o)
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# one encoder for every line (json.dumps with options builds a new one per call: predict prints thousands)
+_ENCODER = json.JSONEncoder(allow_nan=False, default=_json_default)
 
 
 def _finite_json(obj: Any) -> Any:
@@ -59,16 +73,6 @@ def _finite_json(obj: Any) -> Any:
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
         return _finite_json(obj.tolist())
     return obj
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if hasattr(o, "__fspath__"):
-        return os.fspath(o)
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def debug_enabled() -> bool:

@@ -333,20 +333,15 @@ def use_depthwise(g: Geometry) -> bool:
     return g.Cg == 1 and g.groups == g.C and g.KH * g.KW in _DW_FWD and g.OH * g.OW >= DW_MIN_POSITIONS
 
 
-def _phase_plan(g: Geometry):
-    """Phase planes of one padded channel: (phr, phc, Hq, Wq, per-tap offsets inside the (nph, Hq, Wq) block)."""
-    ph = _phases(g)
-    return ph.rows, ph.cols, ph.Hq, ph.Wq, ph.taps(ph.Hq * ph.Wq).reshape(-1)
-
-
 def depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, out: np.ndarray) -> None:
-    phr, phc, Hq, Wq, toff = _phase_plan(g)
+    ph = _phases(g)  # the phase planes of one padded channel, built per plane inside the kernel
+    toff = ph.taps(ph.Hq * ph.Wq).reshape(-1)
     bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
     ntask = g.N * g.C
     nchunk = min(ntask, 8 * _threads())
     sh, sw = g.stride
-    _DW_FWD[g.KH * g.KW](x, w.reshape(g.Cout, -1), bias, out, toff, phr, phc, Hq, Wq, sh, sw, g.pad[0], g.pad[2],
-                         nchunk)
+    _DW_FWD[g.KH * g.KW](x, w.reshape(g.Cout, -1), bias, out, toff, ph.rows, ph.cols, ph.Hq, ph.Wq, sh, sw,
+                         g.pad[0], g.pad[2], nchunk)
 
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,

@@ -97,6 +97,44 @@ def test_fused_depthwise_forward_is_taken_and_gradchecks(kw, n, size, mult):
     assert torch.autograd.gradcheck(lambda x, w, b: cc.conv2d(x, w, b, groups=3, **kw), (x, w, b), fast_mode=True)
 
 
+ROW_DEPTHWISE = [
+    dict(k=3, padding=1),
+    dict(k=5, padding=2),
+    dict(k=3, padding=0),
+    dict(k=5, padding=(0, 1)),
+    dict(k=3, padding=3),  # wider than k - 1: grad-input crops the output gradient (negative padding)
+    dict(k=5, padding="same"),
+    dict(k=3, padding=1, stride=2),  # stride 2: interleaved column reads; grad-input takes the general path
+    dict(k=5, padding=2, stride=2),
+    dict(k=3, padding=0, stride=2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", ROW_DEPTHWISE)
+@pytest.mark.parametrize("n, size, mult", [(2, (15, 13), 1), (1, (16, 21), 1), (3, (17, 40), 2)])
+def test_depthwise_row_kernels(kw, n, size, mult, dtype):
+    """The two-rows-per-pass forward at stride 1 and 2, and at stride 1 its grad-input (flipped kernel,
+    complementary padding) for one output channel per input channel; odd row counts exercise the single-row tail."""
+    kw = dict(kw)
+    k = kw.pop("k")
+    x = torch.zeros(n, 4, *size)
+    geo = make_geometry(x, torch.zeros(4 * mult, 1, k, k), None, kw.get("stride", 1), kw["padding"], 1, 4)
+    assert K.use_depthwise_rows(geo)
+    _check((n, 4, *size), (4 * mult, 1, k, k), dtype, bias=mult == 1, groups=4, **kw)
+
+
+def test_depthwise_rows_only_at_equal_strides_1_2_and_dilation_1():
+    def geo(**kw):
+        return K.Geometry.make((2, 8, 14, 14), (8, 1, 3, 3), kw.get("s", (1, 1)), (1,) * 4, kw.get("d", (1, 1)), 8)
+    assert K.use_depthwise_rows(geo())
+    assert K.use_depthwise_rows(geo(s=(2, 2)))
+    assert not K.use_depthwise_rows(geo(s=(2, 1)))
+    assert not K.use_depthwise_rows(geo(s=(3, 3)))
+    assert not K.use_depthwise_rows(geo(d=(1, 2)))
+    assert not K.use_depthwise_rows(K.Geometry.make((2, 8, 12, 12), (8, 1, 3, 5), (1, 1), (1,) * 4, (1, 1), 8))
+
+
 def test_depthwise_path_choice():
     g = K.Geometry.make((2, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8)
     assert K.use_depthwise(g)  # 6x6 = DW_MIN_POSITIONS outputs

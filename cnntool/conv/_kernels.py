@@ -1140,3 +1140,385 @@ def dw_fwd_t25(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk)
                         for ow in range(OW):
                             orow[ow] = acc[q + ow]
     return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k3s1(x, wt, bias, out, pt, pl, nchunk):
+    """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 3 of wt[c*M + m, kh*3 + kw] *
+    xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
+    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
+    runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    Hq = (OH - 1) * 1 + 3
+    Wq = (OW - 1) * 1 + 3
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    OHB = OH - OH % 2
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                op = out[n, oc]
+                for oh in range(0, OHB, 2):
+                    r0 = oh
+                    d0 = op[oh + 0]
+                    d1 = op[oh + 1]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    s3 = s[(r0 + 3) * Wq:(r0 + 3 + 1) * Wq]
+                    for p in range(OW):
+                        y0_0 = s0[p + 0]
+                        y0_1 = s0[p + 1]
+                        y0_2 = s0[p + 2]
+                        y1_0 = s1[p + 0]
+                        y1_1 = s1[p + 1]
+                        y1_2 = s1[p + 2]
+                        y2_0 = s2[p + 0]
+                        y2_1 = s2[p + 1]
+                        y2_2 = s2[p + 2]
+                        y3_0 = s3[p + 0]
+                        y3_1 = s3[p + 1]
+                        y3_2 = s3[p + 2]
+                        d0[p] = b + w0 * y0_0 + w1 * y0_1 + w2 * y0_2 + w3 * y1_0 + w4 * y1_1 + w5 * y1_2 + w6 * y2_0 + w7 * y2_1 + w8 * y2_2
+                        d1[p] = b + w0 * y1_0 + w1 * y1_1 + w2 * y1_2 + w3 * y2_0 + w4 * y2_1 + w5 * y2_2 + w6 * y3_0 + w7 * y3_1 + w8 * y3_2
+                for oh in range(OHB, OH):
+                    r0 = oh
+                    d0 = op[oh]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    for p in range(OW):
+                        d0[p] = b + w0 * s0[p + 0] + w1 * s0[p + 1] + w2 * s0[p + 2] + w3 * s1[p + 0] + w4 * s1[p + 1] + w5 * s1[p + 2] + w6 * s2[p + 0] + w7 * s2[p + 1] + w8 * s2[p + 2]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k3s2(x, wt, bias, out, pt, pl, nchunk):
+    """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 3 of wt[c*M + m, kh*3 + kw] *
+    xpad[n, c, 2*oh + kh, 2*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
+    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
+    runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    Hq = (OH - 1) * 2 + 3
+    Wq = (OW - 1) * 2 + 3
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    OHB = OH - OH % 2
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                op = out[n, oc]
+                for oh in range(0, OHB, 2):
+                    r0 = 2 * oh
+                    d0 = op[oh + 0]
+                    d1 = op[oh + 1]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    s3 = s[(r0 + 3) * Wq:(r0 + 3 + 1) * Wq]
+                    s4 = s[(r0 + 4) * Wq:(r0 + 4 + 1) * Wq]
+                    for p in range(OW):
+                        y0_0 = s0[2 * p + 0]
+                        y0_1 = s0[2 * p + 1]
+                        y0_2 = s0[2 * p + 2]
+                        y1_0 = s1[2 * p + 0]
+                        y1_1 = s1[2 * p + 1]
+                        y1_2 = s1[2 * p + 2]
+                        y2_0 = s2[2 * p + 0]
+                        y2_1 = s2[2 * p + 1]
+                        y2_2 = s2[2 * p + 2]
+                        y3_0 = s3[2 * p + 0]
+                        y3_1 = s3[2 * p + 1]
+                        y3_2 = s3[2 * p + 2]
+                        y4_0 = s4[2 * p + 0]
+                        y4_1 = s4[2 * p + 1]
+                        y4_2 = s4[2 * p + 2]
+                        d0[p] = b + w0 * y0_0 + w1 * y0_1 + w2 * y0_2 + w3 * y1_0 + w4 * y1_1 + w5 * y1_2 + w6 * y2_0 + w7 * y2_1 + w8 * y2_2
+                        d1[p] = b + w0 * y2_0 + w1 * y2_1 + w2 * y2_2 + w3 * y3_0 + w4 * y3_1 + w5 * y3_2 + w6 * y4_0 + w7 * y4_1 + w8 * y4_2
+                for oh in range(OHB, OH):
+                    r0 = 2 * oh
+                    d0 = op[oh]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    for p in range(OW):
+                        d0[p] = b + w0 * s0[2 * p + 0] + w1 * s0[2 * p + 1] + w2 * s0[2 * p + 2] + w3 * s1[2 * p + 0] + w4 * s1[2 * p + 1] + w5 * s1[2 * p + 2] + w6 * s2[2 * p + 0] + w7 * s2[2 * p + 1] + w8 * s2[2 * p + 2]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k5s1(x, wt, bias, out, pt, pl, nchunk):
+    """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 5 of wt[c*M + m, kh*5 + kw] *
+    xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
+    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
+    runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    Hq = (OH - 1) * 1 + 5
+    Wq = (OW - 1) * 1 + 5
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    OHB = OH - OH % 2
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                w9 = wt[oc, 9]
+                w10 = wt[oc, 10]
+                w11 = wt[oc, 11]
+                w12 = wt[oc, 12]
+                w13 = wt[oc, 13]
+                w14 = wt[oc, 14]
+                w15 = wt[oc, 15]
+                w16 = wt[oc, 16]
+                w17 = wt[oc, 17]
+                w18 = wt[oc, 18]
+                w19 = wt[oc, 19]
+                w20 = wt[oc, 20]
+                w21 = wt[oc, 21]
+                w22 = wt[oc, 22]
+                w23 = wt[oc, 23]
+                w24 = wt[oc, 24]
+                op = out[n, oc]
+                for oh in range(0, OHB, 2):
+                    r0 = oh
+                    d0 = op[oh + 0]
+                    d1 = op[oh + 1]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    s3 = s[(r0 + 3) * Wq:(r0 + 3 + 1) * Wq]
+                    s4 = s[(r0 + 4) * Wq:(r0 + 4 + 1) * Wq]
+                    s5 = s[(r0 + 5) * Wq:(r0 + 5 + 1) * Wq]
+                    for p in range(OW):
+                        y0_0 = s0[p + 0]
+                        y0_1 = s0[p + 1]
+                        y0_2 = s0[p + 2]
+                        y0_3 = s0[p + 3]
+                        y0_4 = s0[p + 4]
+                        y1_0 = s1[p + 0]
+                        y1_1 = s1[p + 1]
+                        y1_2 = s1[p + 2]
+                        y1_3 = s1[p + 3]
+                        y1_4 = s1[p + 4]
+                        y2_0 = s2[p + 0]
+                        y2_1 = s2[p + 1]
+                        y2_2 = s2[p + 2]
+                        y2_3 = s2[p + 3]
+                        y2_4 = s2[p + 4]
+                        y3_0 = s3[p + 0]
+                        y3_1 = s3[p + 1]
+                        y3_2 = s3[p + 2]
+                        y3_3 = s3[p + 3]
+                        y3_4 = s3[p + 4]
+                        y4_0 = s4[p + 0]
+                        y4_1 = s4[p + 1]
+                        y4_2 = s4[p + 2]
+                        y4_3 = s4[p + 3]
+                        y4_4 = s4[p + 4]
+                        y5_0 = s5[p + 0]
+                        y5_1 = s5[p + 1]
+                        y5_2 = s5[p + 2]
+                        y5_3 = s5[p + 3]
+                        y5_4 = s5[p + 4]
+                        d0[p] = b + w0 * y0_0 + w1 * y0_1 + w2 * y0_2 + w3 * y0_3 + w4 * y0_4 + w5 * y1_0 + w6 * y1_1 + w7 * y1_2 + w8 * y1_3 + w9 * y1_4 + w10 * y2_0 + w11 * y2_1 + w12 * y2_2 + w13 * y2_3 + w14 * y2_4 + w15 * y3_0 + w16 * y3_1 + w17 * y3_2 + w18 * y3_3 + w19 * y3_4 + w20 * y4_0 + w21 * y4_1 + w22 * y4_2 + w23 * y4_3 + w24 * y4_4
+                        d1[p] = b + w0 * y1_0 + w1 * y1_1 + w2 * y1_2 + w3 * y1_3 + w4 * y1_4 + w5 * y2_0 + w6 * y2_1 + w7 * y2_2 + w8 * y2_3 + w9 * y2_4 + w10 * y3_0 + w11 * y3_1 + w12 * y3_2 + w13 * y3_3 + w14 * y3_4 + w15 * y4_0 + w16 * y4_1 + w17 * y4_2 + w18 * y4_3 + w19 * y4_4 + w20 * y5_0 + w21 * y5_1 + w22 * y5_2 + w23 * y5_3 + w24 * y5_4
+                for oh in range(OHB, OH):
+                    r0 = oh
+                    d0 = op[oh]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    s3 = s[(r0 + 3) * Wq:(r0 + 3 + 1) * Wq]
+                    s4 = s[(r0 + 4) * Wq:(r0 + 4 + 1) * Wq]
+                    for p in range(OW):
+                        d0[p] = b + w0 * s0[p + 0] + w1 * s0[p + 1] + w2 * s0[p + 2] + w3 * s0[p + 3] + w4 * s0[p + 4] + w5 * s1[p + 0] + w6 * s1[p + 1] + w7 * s1[p + 2] + w8 * s1[p + 3] + w9 * s1[p + 4] + w10 * s2[p + 0] + w11 * s2[p + 1] + w12 * s2[p + 2] + w13 * s2[p + 3] + w14 * s2[p + 4] + w15 * s3[p + 0] + w16 * s3[p + 1] + w17 * s3[p + 2] + w18 * s3[p + 3] + w19 * s3[p + 4] + w20 * s4[p + 0] + w21 * s4[p + 1] + w22 * s4[p + 2] + w23 * s4[p + 3] + w24 * s4[p + 4]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k5s2(x, wt, bias, out, pt, pl, nchunk):
+    """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 5 of wt[c*M + m, kh*5 + kw] *
+    xpad[n, c, 2*oh + kh, 2*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
+    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
+    runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    Hq = (OH - 1) * 2 + 5
+    Wq = (OW - 1) * 2 + 5
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    OHB = OH - OH % 2
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            for m in range(M):
+                oc = c * M + m
+                b = bias[oc]
+                w0 = wt[oc, 0]
+                w1 = wt[oc, 1]
+                w2 = wt[oc, 2]
+                w3 = wt[oc, 3]
+                w4 = wt[oc, 4]
+                w5 = wt[oc, 5]
+                w6 = wt[oc, 6]
+                w7 = wt[oc, 7]
+                w8 = wt[oc, 8]
+                w9 = wt[oc, 9]
+                w10 = wt[oc, 10]
+                w11 = wt[oc, 11]
+                w12 = wt[oc, 12]
+                w13 = wt[oc, 13]
+                w14 = wt[oc, 14]
+                w15 = wt[oc, 15]
+                w16 = wt[oc, 16]
+                w17 = wt[oc, 17]
+                w18 = wt[oc, 18]
+                w19 = wt[oc, 19]
+                w20 = wt[oc, 20]
+                w21 = wt[oc, 21]
+                w22 = wt[oc, 22]
+                w23 = wt[oc, 23]
+                w24 = wt[oc, 24]
+                op = out[n, oc]
+                for oh in range(0, OHB, 2):
+                    r0 = 2 * oh
+                    d0 = op[oh + 0]
+                    d1 = op[oh + 1]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    s3 = s[(r0 + 3) * Wq:(r0 + 3 + 1) * Wq]
+                    s4 = s[(r0 + 4) * Wq:(r0 + 4 + 1) * Wq]
+                    s5 = s[(r0 + 5) * Wq:(r0 + 5 + 1) * Wq]
+                    s6 = s[(r0 + 6) * Wq:(r0 + 6 + 1) * Wq]
+                    for p in range(OW):
+                        y0_0 = s0[2 * p + 0]
+                        y0_1 = s0[2 * p + 1]
+                        y0_2 = s0[2 * p + 2]
+                        y0_3 = s0[2 * p + 3]
+                        y0_4 = s0[2 * p + 4]
+                        y1_0 = s1[2 * p + 0]
+                        y1_1 = s1[2 * p + 1]
+                        y1_2 = s1[2 * p + 2]
+                        y1_3 = s1[2 * p + 3]
+                        y1_4 = s1[2 * p + 4]
+                        y2_0 = s2[2 * p + 0]
+                        y2_1 = s2[2 * p + 1]
+                        y2_2 = s2[2 * p + 2]
+                        y2_3 = s2[2 * p + 3]
+                        y2_4 = s2[2 * p + 4]
+                        y3_0 = s3[2 * p + 0]
+                        y3_1 = s3[2 * p + 1]
+                        y3_2 = s3[2 * p + 2]
+                        y3_3 = s3[2 * p + 3]
+                        y3_4 = s3[2 * p + 4]
+                        y4_0 = s4[2 * p + 0]
+                        y4_1 = s4[2 * p + 1]
+                        y4_2 = s4[2 * p + 2]
+                        y4_3 = s4[2 * p + 3]
+                        y4_4 = s4[2 * p + 4]
+                        y5_0 = s5[2 * p + 0]
+                        y5_1 = s5[2 * p + 1]
+                        y5_2 = s5[2 * p + 2]
+                        y5_3 = s5[2 * p + 3]
+                        y5_4 = s5[2 * p + 4]
+                        y6_0 = s6[2 * p + 0]
+                        y6_1 = s6[2 * p + 1]
+                        y6_2 = s6[2 * p + 2]
+                        y6_3 = s6[2 * p + 3]
+                        y6_4 = s6[2 * p + 4]
+                        d0[p] = b + w0 * y0_0 + w1 * y0_1 + w2 * y0_2 + w3 * y0_3 + w4 * y0_4 + w5 * y1_0 + w6 * y1_1 + w7 * y1_2 + w8 * y1_3 + w9 * y1_4 + w10 * y2_0 + w11 * y2_1 + w12 * y2_2 + w13 * y2_3 + w14 * y2_4 + w15 * y3_0 + w16 * y3_1 + w17 * y3_2 + w18 * y3_3 + w19 * y3_4 + w20 * y4_0 + w21 * y4_1 + w22 * y4_2 + w23 * y4_3 + w24 * y4_4
+                        d1[p] = b + w0 * y2_0 + w1 * y2_1 + w2 * y2_2 + w3 * y2_3 + w4 * y2_4 + w5 * y3_0 + w6 * y3_1 + w7 * y3_2 + w8 * y3_3 + w9 * y3_4 + w10 * y4_0 + w11 * y4_1 + w12 * y4_2 + w13 * y4_3 + w14 * y4_4 + w15 * y5_0 + w16 * y5_1 + w17 * y5_2 + w18 * y5_3 + w19 * y5_4 + w20 * y6_0 + w21 * y6_1 + w22 * y6_2 + w23 * y6_3 + w24 * y6_4
+                for oh in range(OHB, OH):
+                    r0 = 2 * oh
+                    d0 = op[oh]
+                    s0 = s[(r0 + 0) * Wq:(r0 + 0 + 1) * Wq]
+                    s1 = s[(r0 + 1) * Wq:(r0 + 1 + 1) * Wq]
+                    s2 = s[(r0 + 2) * Wq:(r0 + 2 + 1) * Wq]
+                    s3 = s[(r0 + 3) * Wq:(r0 + 3 + 1) * Wq]
+                    s4 = s[(r0 + 4) * Wq:(r0 + 4 + 1) * Wq]
+                    for p in range(OW):
+                        d0[p] = b + w0 * s0[2 * p + 0] + w1 * s0[2 * p + 1] + w2 * s0[2 * p + 2] + w3 * s0[2 * p + 3] + w4 * s0[2 * p + 4] + w5 * s1[2 * p + 0] + w6 * s1[2 * p + 1] + w7 * s1[2 * p + 2] + w8 * s1[2 * p + 3] + w9 * s1[2 * p + 4] + w10 * s2[2 * p + 0] + w11 * s2[2 * p + 1] + w12 * s2[2 * p + 2] + w13 * s2[2 * p + 3] + w14 * s2[2 * p + 4] + w15 * s3[2 * p + 0] + w16 * s3[2 * p + 1] + w17 * s3[2 * p + 2] + w18 * s3[2 * p + 3] + w19 * s3[2 * p + 4] + w20 * s4[2 * p + 0] + w21 * s4[2 * p + 1] + w22 * s4[2 * p + 2] + w23 * s4[2 * p + 3] + w24 * s4[2 * p + 4]
+    return out

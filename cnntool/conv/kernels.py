@@ -320,28 +320,56 @@ def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:
 
 
 _DW_FWD = {9: K.dw_fwd_t9, 25: K.dw_fwd_t25}
-#: Smallest output map (positions per plane) for the fused depthwise path; below it the batch-folded phase planes
+_DW_ROWS = {(3, 1): K.dw_rows_k3s1, (5, 1): K.dw_rows_k5s1, (3, 2): K.dw_rows_k3s2, (5, 2): K.dw_rows_k5s2}
+#: Smallest output map (positions per plane) for the fused depthwise paths; below it the batch-folded phase planes
 #: win (a 4x4 plane is too short a loop to amortise the per-plane work).
 DW_MIN_POSITIONS = 36
 
 
+def _one_channel_groups(g: Geometry) -> bool:
+    return g.Cg == 1 and g.groups == g.C
+
+
 def use_depthwise(g: Geometry) -> bool:
     """One input channel per group, a 3x3/5x5 kernel and maps of at least ``DW_MIN_POSITIONS``: the forward with
-    the padding fused into each plane (``dw_fwd_t*``), no padded copy of the input. (grad-weight builds the phase
-    planes when it runs: a fused grad-weight with all taps' sums in registers measured slower than gather + the
-    blocked ``gw_c1k8``.)"""
-    return g.Cg == 1 and g.groups == g.C and g.KH * g.KW in _DW_FWD and g.OH * g.OW >= DW_MIN_POSITIONS
+    the padding fused into each plane (``dw_rows_k*`` at stride 1, else ``dw_fwd_t*``), no padded copy of the
+    input. (grad-weight builds the phase planes when it runs: a fused grad-weight with all taps' sums in registers
+    measured slower than gather + the blocked ``gw_c1k8``.)"""
+    return _one_channel_groups(g) and g.KH * g.KW in _DW_FWD and g.OH * g.OW >= DW_MIN_POSITIONS
+
+
+def use_depthwise_rows(g: Geometry) -> bool:
+    """The square, dilation-1 depthwise kernels of ``dw_rows_k*s*`` apply (the forward at stride 1 and 2; at
+    stride 1 also grad-input when there is one output channel per input channel)."""
+    sh, sw = g.stride
+    return (use_depthwise(g) and g.KH == g.KW and sh == sw and (g.KH, sh) in _DW_ROWS and g.dilation == (1, 1))
+
+
+def _depthwise_chunks(g: Geometry) -> int:
+    return min(g.N * g.C, 8 * _threads())
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, out: np.ndarray) -> None:
+    bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
+    if use_depthwise_rows(g):
+        _DW_ROWS[g.KH, g.stride[0]](x, w.reshape(g.Cout, -1), bias, out, g.pad[0], g.pad[2],
+                                    _depthwise_chunks(g))
+        return
     ph = _phases(g)  # the phase planes of one padded channel, built per plane inside the kernel
     toff = ph.taps(ph.Hq * ph.Wq).reshape(-1)
-    bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
-    ntask = g.N * g.C
-    nchunk = min(ntask, 8 * _threads())
     sh, sw = g.stride
     _DW_FWD[g.KH * g.KW](x, w.reshape(g.Cout, -1), bias, out, toff, ph.rows, ph.cols, ph.Hq, ph.Wq, sh, sw,
-                         g.pad[0], g.pad[2], nchunk)
+                         g.pad[0], g.pad[2], _depthwise_chunks(g))
+
+
+def depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray) -> None:
+    """dL/dx of a stride-1 depthwise convolution with one output channel per input channel: the same row kernel
+    on the output gradient with the kernel flipped and the complementary padding (``k - 1 - pad``)."""
+    k = g.KH
+    wf = np.ascontiguousarray(w.reshape(g.C, k, k)[:, ::-1, ::-1]).reshape(g.C, -1)
+    inv = Geometry(g.N, g.C, g.OH, g.OW, g.C, 1, k, k, g.C, (1, 1), (0, 0, 0, 0), (1, 1), g.H, g.W)
+    _DW_ROWS[k, 1](gy, wf, np.zeros(g.C, dtype=gy.dtype), out, k - 1 - g.pad[0], k - 1 - g.pad[2],
+                _depthwise_chunks(inv))
 
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
@@ -364,6 +392,11 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
 
 def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | None = None) -> np.ndarray:
     """dL/dx for y = conv2d(x, w): the forward kernel per input phase on the padded gradient."""
+    if use_depthwise_rows(g) and g.stride == (1, 1) and g.Cout == g.C:
+        if out is None:
+            out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
+        depthwise_grad_input(gy, w, g, out)
+        return out
     sh, sw = g.stride
     dh, dw = g.dilation
     pt, _, pl, _ = g.pad

@@ -63,6 +63,7 @@ def _fwd(cob: int, kb: int) -> str:
     a("    L = R * Wq")
     a("    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)")
     a("    ntask = N * nch * G * ncob")
+    a("    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc")
     a("    for task in prange(ntask):")
     a("        cb = task % ncob")
     a("        r = task // ncob")
@@ -107,6 +108,21 @@ def _fwd(cob: int, kb: int) -> str:
     a("            if co < CoutG:")
     a("                oc = g * CoutG + co")
     a("                b = bias[oc]")
+    a("                if dense:  # whole rows, no spare ones: one run per sample")
+    a("                    oh = oh0")
+    a("                    while oh < oh1:")
+    a("                        m = oh // Hs")
+    a("                        rr = oh - m * Hs")
+    a("                        e = min(oh1, (m + 1) * Hs)")
+    a("                        q = (oh - oh0) * Wq")
+    a("                        L = (e - oh) * OW")
+    a("                        arow = acc[c, q:q + L]")
+    a("                        dst = ooff + (n + m) * osn + oc * osc + rr * osh")
+    a("                        orow = out[dst:dst + L]")
+    a("                        for j in range(L):")
+    a("                            orow[j] = arow[j] + b")
+    a("                        oh = e")
+    a("                    continue")
     a("                for oh in range(oh0, oh1):")
     a("                    m = oh // Hs")
     a("                    rr = oh - m * Hs")
@@ -388,6 +404,14 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
     xf = x.reshape(-1)
     of = out.reshape(-1)
     plane = Hq * Wq
+    if nph == 1 and sh == sw == 1 and phr[0] == pt and phc[0] == pl and Hq == H and Wq == W:
+        # every plane copied whole (1x1 convolutions, gradients without padding): a block transpose, no memset
+        for c in prange(C):
+            for n in range(N):
+                o = (c * N + n) * plane
+                xr = (n * C + c) * plane
+                of[o:o + plane] = xf[xr:xr + plane]
+        return out
     for t in prange(C * nph):
         c = t // nph
         i = t % nph

@@ -34,6 +34,7 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     L = R * Wq
     LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
     for task in prange(ntask):
         cb = task % ncob
         r = task // ncob
@@ -126,6 +127,21 @@ def fwd_c8k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
             if co < CoutG:
                 oc = g * CoutG + co
                 b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
                 for oh in range(oh0, oh1):
                     m = oh // Hs
                     rr = oh - m * Hs
@@ -161,6 +177,7 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     L = R * Wq
     LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
     for task in prange(ntask):
         cb = task % ncob
         r = task // ncob
@@ -229,6 +246,21 @@ def fwd_c4k4(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
             if co < CoutG:
                 oc = g * CoutG + co
                 b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
                 for oh in range(oh0, oh1):
                     m = oh // Hs
                     rr = oh - m * Hs
@@ -264,6 +296,7 @@ def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     L = R * Wq
     LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
     for task in prange(ntask):
         cb = task % ncob
         r = task // ncob
@@ -330,6 +363,21 @@ def fwd_c1k8(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
             if co < CoutG:
                 oc = g * CoutG + co
                 b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
                 for oh in range(oh0, oh1):
                     m = oh // Hs
                     rr = oh - m * Hs
@@ -365,6 +413,7 @@ def fwd_c1k9(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
     L = R * Wq
     LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
     for task in prange(ntask):
         cb = task % ncob
         r = task // ncob
@@ -435,6 +484,21 @@ def fwd_c1k9(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
             if co < CoutG:
                 oc = g * CoutG + co
                 b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
                 for oh in range(oh0, oh1):
                     m = oh // Hs
                     rr = oh - m * Hs
@@ -470,6 +534,7 @@ def fwd_c1k25(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, 
     L = R * Wq
     LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
     ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
     for task in prange(ntask):
         cb = task % ncob
         r = task // ncob
@@ -604,6 +669,21 @@ def fwd_c1k25(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, 
             if co < CoutG:
                 oc = g * CoutG + co
                 b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
                 for oh in range(oh0, oh1):
                     m = oh // Hs
                     rr = oh - m * Hs
@@ -904,6 +984,14 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
     xf = x.reshape(-1)
     of = out.reshape(-1)
     plane = Hq * Wq
+    if nph == 1 and sh == sw == 1 and phr[0] == pt and phc[0] == pl and Hq == H and Wq == W:
+        # every plane copied whole (1x1 convolutions, gradients without padding): a block transpose, no memset
+        for c in prange(C):
+            for n in range(N):
+                o = (c * N + n) * plane
+                xr = (n * C + c) * plane
+                of[o:o + plane] = xf[xr:xr + plane]
+        return out
     for t in prange(C * nph):
         c = t // nph
         i = t % nph

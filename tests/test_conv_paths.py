@@ -135,6 +135,41 @@ def test_depthwise_rows_only_at_equal_strides_1_2_and_dilation_1():
     assert not K.use_depthwise_rows(K.Geometry.make((2, 8, 12, 12), (8, 1, 3, 5), (1, 1), (1,) * 4, (1, 1), 8))
 
 
+NHWC_DEPTHWISE = [
+    dict(k=(3, 3), padding=1),
+    dict(k=(3, 3), padding=1, stride=2),
+    dict(k=(5, 5), padding=2),
+    dict(k=(5, 5), padding=2, stride=2),
+    dict(k=(3, 5), padding=(2, 3), stride=(1, 2), dilation=(2, 1)),
+    dict(k=(4, 4), padding="same"),  # even kernel: one more padding row/column at the bottom/right
+    dict(k=(1, 1)),
+    dict(k=(3, 3), padding=(2, 3), dilation=2),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's reference says it copies
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", NHWC_DEPTHWISE)
+@pytest.mark.parametrize("n, size, c", [(3, (4, 4), 20), (1, (2, 3), 5), (2, (7, 6), 37)])
+def test_depthwise_small_maps_channels_last(kw, n, size, c, dtype):
+    """Small maps run forward, grad-input (scatter form) and grad-weight in channels-last layout; channel counts
+    that are not a multiple of the vector width, and borders wider than the map."""
+    kw = dict(kw)
+    kh, kwid = kw.pop("k")
+    geo = make_geometry(torch.zeros(n, c, *size), torch.zeros(c, 1, kh, kwid), None, kw.get("stride", 1),
+                        kw.get("padding", 0), kw.get("dilation", 1), c)
+    assert K.use_nhwc_depthwise(geo)
+    _check((n, c, *size), (c, 1, kh, kwid), dtype, bias=n != 1, groups=c, **kw)
+
+
+def test_channels_last_depthwise_only_on_small_maps_with_one_output_per_channel():
+    def geo(size, mult=1):
+        return K.Geometry.make((2, 8, size, size), (8 * mult, 1, 3, 3), (1, 1), (1,) * 4, (1, 1), 8)
+    assert K.use_nhwc_depthwise(geo(8))  # 64 = NHWC_MAX_POSITIONS outputs
+    assert not K.use_nhwc_depthwise(geo(9))
+    assert not K.use_nhwc_depthwise(geo(4, mult=2))
+
+
 def test_depthwise_path_choice():
     g = K.Geometry.make((2, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8)
     assert K.use_depthwise(g)  # 6x6 = DW_MIN_POSITIONS outputs

@@ -289,11 +289,12 @@ def _dw_rows(k: int, stride: int) -> str:
         return f"{p} + {kw}" if S == 1 else f"{S} * {p} + {kw}"
 
     a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
-    a(f"def dw_rows_k{k}s{S}(x, wt, bias, out, pt, pl, nchunk):")
+    a(f"def dw_rows_k{k}s{S}(x, wt, bias, out, pt, pl, up, nchunk):")
     a(f'    """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < {k} of wt[c*M + m, kh*{k} + kw] *')
-    a(f"    xpad[n, c, {S}*oh + kh, {S}*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on")
-    a("    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``")
-    a("    runs.")
+    a(f"    xpad[n, c, {S}*oh + kh, {S}*ow + kw], xpad being x upsampled by ``up`` (up - 1 zeros after every row and")
+    a("    column: the output gradient of a strided convolution), then zero-padded by ``pt`` rows on top and ``pl``")
+    a("    columns on the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in")
+    a("    ``nchunk`` runs.")
     a('    """')
     a("    N = x.shape[0]")
     a("    C = x.shape[1]")
@@ -314,7 +315,10 @@ def _dw_rows(k: int, stride: int) -> str:
     a("        for t in range(t0, t1):")
     a("            n = t // C")
     a("            c = t % C")
-    a("            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)")
+    a("            if up == 1:")
+    a("                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)")
+    a("            else:")
+    a("                scatter_plane(x[n, c], plane[0], up, pt, pl)")
     a("            for m in range(M):")
     a("                oc = c * M + m")
     a("                b = bias[oc]")
@@ -344,6 +348,63 @@ def _dw_rows(k: int, stride: int) -> str:
     terms = " + ".join(f"w{kh * k + kw} * s{kh}[{col('p', kw)}]" for kh in range(k) for kw in range(k))
     a(f"                        d0[p] = b + {terms}")
     a("    return out")
+    return "\n".join(lines) + "\n"
+
+
+
+def _dw_gw(k: int, stride: int) -> str:
+    """Depthwise grad-weight, ``k``x``k`` taps at ``stride``, dilation 1, one output channel per input channel:
+    per (sample, channel) plane the padded input and a copy of the output gradient in rows of the same width
+    ``Wq`` (zeros in the spare columns), so that every tap's sum is one long unit-stride (stride-2: interleaved)
+    reduction over the whole plane with all taps' sums in registers."""
+    S = stride
+    T = k * k
+    lines = []
+    a = lines.append
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def dw_gw_k{k}s{S}(x, gy, part, pt, pl, zero, nchunk):")
+    a(f'    """part[n, c, kh*{k} + kw] = sum over oh, ow of gy[n, c, oh, ow] * xpad[n, c, {S}*oh + kh, {S}*ow + kw] (xpad:')
+    a("    x zero-padded by ``pt`` rows on top and ``pl`` columns on the left), summed in the type of ``zero`` (the input")
+    a("    dtype: full-width vectors) and stored in ``part``'s. Tasks (n, c) run in ``nchunk`` runs.")
+    a('    """')
+    a("    N = x.shape[0]")
+    a("    C = x.shape[1]")
+    a("    OH = gy.shape[2]")
+    a("    OW = gy.shape[3]")
+    a(f"    Hq = (OH - 1) * {S} + {k}")
+    a(f"    Wq = (OW - 1) * {S} + {k}")
+    a("    P = (OH - 1) * Wq + OW  # wide positions of the gradient copy")
+    a("    ph0 = np.zeros(1, dtype=np.int64)")
+    a("    ntask = N * C")
+    a("    for chunk in prange(nchunk):")
+    a("        t0 = chunk * ntask // nchunk")
+    a("        t1 = (chunk + 1) * ntask // nchunk")
+    a("        s = np.empty(Hq * Wq, dtype=x.dtype)")
+    a("        plane = s.reshape((1, Hq, Wq))")
+    a("        gw = np.zeros(OH * Wq, dtype=x.dtype)")
+    a("        for t in range(t0, t1):")
+    a("            n = t // C")
+    a("            c = t % C")
+    a("            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)")
+    a("            gp = gy[n, c]")
+    a("            for oh in range(OH):")
+    a("                grow = gw[oh * Wq:oh * Wq + OW]")
+    a("                src = gp[oh]")
+    a("                for ow in range(OW):")
+    a("                    grow[ow] = src[ow]")
+    for j in range(T):
+        a(f"            a{j} = zero")
+    for kh in range(k):
+        a(f"            s{kh} = s[{kh} * Wq:]")
+    a("            for q in range(P):")
+    a("                g = gw[q]")
+    for kh in range(k):
+        for kw in range(k):
+            idx = f"{S} * q + {kw}" if S > 1 else f"q + {kw}"
+            a(f"                a{kh * k + kw} += g * s{kh}[{idx}]")
+    for j in range(T):
+        a(f"            part[n, c, {j}] = a{j}")
+    a("    return part")
     return "\n".join(lines) + "\n"
 
 
@@ -378,6 +439,24 @@ def gather_plane(xp, out, phr, phc, sh, sw, pt, pl):
                     out[i, qh, qw] = xp[ih, qw * sw + off]
             for qw in range(qb, Wq):
                 out[i, qh, qw] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def scatter_plane(xp, out, up, pt, pl):
+    """out[ih*up + pt, iw*up + pl] = xp[ih, iw] where inside ``out``, zero everywhere else."""
+    H, W = xp.shape
+    Hq, Wq = out.shape
+    out[:, :] = 0
+    for ih in range(H):
+        qh = ih * up + pt
+        if qh < 0 or qh >= Hq:
+            continue
+        src = xp[ih]
+        dst = out[qh]
+        for iw in range(W):
+            qw = iw * up + pl
+            if 0 <= qw < Wq:
+                dst[qw] = src[iw]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -471,6 +550,7 @@ def generate() -> str:
     for k in DW_ROW_SIZES:
         for stride in DW_ROW_STRIDES:
             parts.append("\n" + _dw_rows(k, stride))
+            parts.append("\n" + _dw_gw(k, stride))
 
     return "\n".join(p.rstrip("\n") + "\n" for p in parts)
 

@@ -960,6 +960,24 @@ def gather_plane(xp, out, phr, phc, sh, sw, pt, pl):
                 out[i, qh, qw] = 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def scatter_plane(xp, out, up, pt, pl):
+    """out[ih*up + pt, iw*up + pl] = xp[ih, iw] where inside ``out``, zero everywhere else."""
+    H, W = xp.shape
+    Hq, Wq = out.shape
+    out[:, :] = 0
+    for ih in range(H):
+        qh = ih * up + pt
+        if qh < 0 or qh >= Hq:
+            continue
+        src = xp[ih]
+        dst = out[qh]
+        for iw in range(W):
+            qw = iw * up + pl
+            if 0 <= qw < Wq:
+                dst[qw] = src[iw]
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def gather(x, out, phr, phc, sh, sw, pt, pl):
     """out[n, c, i, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x (padding)."""
@@ -1231,11 +1249,12 @@ def dw_fwd_t25(x, wt, bias, out, toff, phr, phc, Hq, Wq, sh, sw, pt, pl, nchunk)
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_rows_k3s1(x, wt, bias, out, pt, pl, nchunk):
+def dw_rows_k3s1(x, wt, bias, out, pt, pl, up, nchunk):
     """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 3 of wt[c*M + m, kh*3 + kw] *
-    xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
-    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
-    runs.
+    xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x upsampled by ``up`` (up - 1 zeros after every row and
+    column: the output gradient of a strided convolution), then zero-padded by ``pt`` rows on top and ``pl``
+    columns on the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in
+    ``nchunk`` runs.
     """
     N = x.shape[0]
     C = x.shape[1]
@@ -1256,7 +1275,10 @@ def dw_rows_k3s1(x, wt, bias, out, pt, pl, nchunk):
         for t in range(t0, t1):
             n = t // C
             c = t % C
-            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            if up == 1:
+                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            else:
+                scatter_plane(x[n, c], plane[0], up, pt, pl)
             for m in range(M):
                 oc = c * M + m
                 b = bias[oc]
@@ -1305,11 +1327,78 @@ def dw_rows_k3s1(x, wt, bias, out, pt, pl, nchunk):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_rows_k3s2(x, wt, bias, out, pt, pl, nchunk):
+def dw_gw_k3s1(x, gy, part, pt, pl, zero, nchunk):
+    """part[n, c, kh*3 + kw] = sum over oh, ow of gy[n, c, oh, ow] * xpad[n, c, 1*oh + kh, 1*ow + kw] (xpad:
+    x zero-padded by ``pt`` rows on top and ``pl`` columns on the left), summed in the type of ``zero`` (the input
+    dtype: full-width vectors) and stored in ``part``'s. Tasks (n, c) run in ``nchunk`` runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    OH = gy.shape[2]
+    OW = gy.shape[3]
+    Hq = (OH - 1) * 1 + 3
+    Wq = (OW - 1) * 1 + 3
+    P = (OH - 1) * Wq + OW  # wide positions of the gradient copy
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        gw = np.zeros(OH * Wq, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            gp = gy[n, c]
+            for oh in range(OH):
+                grow = gw[oh * Wq:oh * Wq + OW]
+                src = gp[oh]
+                for ow in range(OW):
+                    grow[ow] = src[ow]
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            a4 = zero
+            a5 = zero
+            a6 = zero
+            a7 = zero
+            a8 = zero
+            s0 = s[0 * Wq:]
+            s1 = s[1 * Wq:]
+            s2 = s[2 * Wq:]
+            for q in range(P):
+                g = gw[q]
+                a0 += g * s0[q + 0]
+                a1 += g * s0[q + 1]
+                a2 += g * s0[q + 2]
+                a3 += g * s1[q + 0]
+                a4 += g * s1[q + 1]
+                a5 += g * s1[q + 2]
+                a6 += g * s2[q + 0]
+                a7 += g * s2[q + 1]
+                a8 += g * s2[q + 2]
+            part[n, c, 0] = a0
+            part[n, c, 1] = a1
+            part[n, c, 2] = a2
+            part[n, c, 3] = a3
+            part[n, c, 4] = a4
+            part[n, c, 5] = a5
+            part[n, c, 6] = a6
+            part[n, c, 7] = a7
+            part[n, c, 8] = a8
+    return part
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k3s2(x, wt, bias, out, pt, pl, up, nchunk):
     """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 3 of wt[c*M + m, kh*3 + kw] *
-    xpad[n, c, 2*oh + kh, 2*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
-    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
-    runs.
+    xpad[n, c, 2*oh + kh, 2*ow + kw], xpad being x upsampled by ``up`` (up - 1 zeros after every row and
+    column: the output gradient of a strided convolution), then zero-padded by ``pt`` rows on top and ``pl``
+    columns on the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in
+    ``nchunk`` runs.
     """
     N = x.shape[0]
     C = x.shape[1]
@@ -1330,7 +1419,10 @@ def dw_rows_k3s2(x, wt, bias, out, pt, pl, nchunk):
         for t in range(t0, t1):
             n = t // C
             c = t % C
-            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            if up == 1:
+                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            else:
+                scatter_plane(x[n, c], plane[0], up, pt, pl)
             for m in range(M):
                 oc = c * M + m
                 b = bias[oc]
@@ -1383,11 +1475,78 @@ def dw_rows_k3s2(x, wt, bias, out, pt, pl, nchunk):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_rows_k5s1(x, wt, bias, out, pt, pl, nchunk):
+def dw_gw_k3s2(x, gy, part, pt, pl, zero, nchunk):
+    """part[n, c, kh*3 + kw] = sum over oh, ow of gy[n, c, oh, ow] * xpad[n, c, 2*oh + kh, 2*ow + kw] (xpad:
+    x zero-padded by ``pt`` rows on top and ``pl`` columns on the left), summed in the type of ``zero`` (the input
+    dtype: full-width vectors) and stored in ``part``'s. Tasks (n, c) run in ``nchunk`` runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    OH = gy.shape[2]
+    OW = gy.shape[3]
+    Hq = (OH - 1) * 2 + 3
+    Wq = (OW - 1) * 2 + 3
+    P = (OH - 1) * Wq + OW  # wide positions of the gradient copy
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        gw = np.zeros(OH * Wq, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            gp = gy[n, c]
+            for oh in range(OH):
+                grow = gw[oh * Wq:oh * Wq + OW]
+                src = gp[oh]
+                for ow in range(OW):
+                    grow[ow] = src[ow]
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            a4 = zero
+            a5 = zero
+            a6 = zero
+            a7 = zero
+            a8 = zero
+            s0 = s[0 * Wq:]
+            s1 = s[1 * Wq:]
+            s2 = s[2 * Wq:]
+            for q in range(P):
+                g = gw[q]
+                a0 += g * s0[2 * q + 0]
+                a1 += g * s0[2 * q + 1]
+                a2 += g * s0[2 * q + 2]
+                a3 += g * s1[2 * q + 0]
+                a4 += g * s1[2 * q + 1]
+                a5 += g * s1[2 * q + 2]
+                a6 += g * s2[2 * q + 0]
+                a7 += g * s2[2 * q + 1]
+                a8 += g * s2[2 * q + 2]
+            part[n, c, 0] = a0
+            part[n, c, 1] = a1
+            part[n, c, 2] = a2
+            part[n, c, 3] = a3
+            part[n, c, 4] = a4
+            part[n, c, 5] = a5
+            part[n, c, 6] = a6
+            part[n, c, 7] = a7
+            part[n, c, 8] = a8
+    return part
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k5s1(x, wt, bias, out, pt, pl, up, nchunk):
     """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 5 of wt[c*M + m, kh*5 + kw] *
-    xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
-    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
-    runs.
+    xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x upsampled by ``up`` (up - 1 zeros after every row and
+    column: the output gradient of a strided convolution), then zero-padded by ``pt`` rows on top and ``pl``
+    columns on the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in
+    ``nchunk`` runs.
     """
     N = x.shape[0]
     C = x.shape[1]
@@ -1408,7 +1567,10 @@ def dw_rows_k5s1(x, wt, bias, out, pt, pl, nchunk):
         for t in range(t0, t1):
             n = t // C
             c = t % C
-            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            if up == 1:
+                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            else:
+                scatter_plane(x[n, c], plane[0], up, pt, pl)
             for m in range(M):
                 oc = c * M + m
                 b = bias[oc]
@@ -1495,11 +1657,128 @@ def dw_rows_k5s1(x, wt, bias, out, pt, pl, nchunk):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_rows_k5s2(x, wt, bias, out, pt, pl, nchunk):
+def dw_gw_k5s1(x, gy, part, pt, pl, zero, nchunk):
+    """part[n, c, kh*5 + kw] = sum over oh, ow of gy[n, c, oh, ow] * xpad[n, c, 1*oh + kh, 1*ow + kw] (xpad:
+    x zero-padded by ``pt`` rows on top and ``pl`` columns on the left), summed in the type of ``zero`` (the input
+    dtype: full-width vectors) and stored in ``part``'s. Tasks (n, c) run in ``nchunk`` runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    OH = gy.shape[2]
+    OW = gy.shape[3]
+    Hq = (OH - 1) * 1 + 5
+    Wq = (OW - 1) * 1 + 5
+    P = (OH - 1) * Wq + OW  # wide positions of the gradient copy
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        gw = np.zeros(OH * Wq, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            gp = gy[n, c]
+            for oh in range(OH):
+                grow = gw[oh * Wq:oh * Wq + OW]
+                src = gp[oh]
+                for ow in range(OW):
+                    grow[ow] = src[ow]
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            a4 = zero
+            a5 = zero
+            a6 = zero
+            a7 = zero
+            a8 = zero
+            a9 = zero
+            a10 = zero
+            a11 = zero
+            a12 = zero
+            a13 = zero
+            a14 = zero
+            a15 = zero
+            a16 = zero
+            a17 = zero
+            a18 = zero
+            a19 = zero
+            a20 = zero
+            a21 = zero
+            a22 = zero
+            a23 = zero
+            a24 = zero
+            s0 = s[0 * Wq:]
+            s1 = s[1 * Wq:]
+            s2 = s[2 * Wq:]
+            s3 = s[3 * Wq:]
+            s4 = s[4 * Wq:]
+            for q in range(P):
+                g = gw[q]
+                a0 += g * s0[q + 0]
+                a1 += g * s0[q + 1]
+                a2 += g * s0[q + 2]
+                a3 += g * s0[q + 3]
+                a4 += g * s0[q + 4]
+                a5 += g * s1[q + 0]
+                a6 += g * s1[q + 1]
+                a7 += g * s1[q + 2]
+                a8 += g * s1[q + 3]
+                a9 += g * s1[q + 4]
+                a10 += g * s2[q + 0]
+                a11 += g * s2[q + 1]
+                a12 += g * s2[q + 2]
+                a13 += g * s2[q + 3]
+                a14 += g * s2[q + 4]
+                a15 += g * s3[q + 0]
+                a16 += g * s3[q + 1]
+                a17 += g * s3[q + 2]
+                a18 += g * s3[q + 3]
+                a19 += g * s3[q + 4]
+                a20 += g * s4[q + 0]
+                a21 += g * s4[q + 1]
+                a22 += g * s4[q + 2]
+                a23 += g * s4[q + 3]
+                a24 += g * s4[q + 4]
+            part[n, c, 0] = a0
+            part[n, c, 1] = a1
+            part[n, c, 2] = a2
+            part[n, c, 3] = a3
+            part[n, c, 4] = a4
+            part[n, c, 5] = a5
+            part[n, c, 6] = a6
+            part[n, c, 7] = a7
+            part[n, c, 8] = a8
+            part[n, c, 9] = a9
+            part[n, c, 10] = a10
+            part[n, c, 11] = a11
+            part[n, c, 12] = a12
+            part[n, c, 13] = a13
+            part[n, c, 14] = a14
+            part[n, c, 15] = a15
+            part[n, c, 16] = a16
+            part[n, c, 17] = a17
+            part[n, c, 18] = a18
+            part[n, c, 19] = a19
+            part[n, c, 20] = a20
+            part[n, c, 21] = a21
+            part[n, c, 22] = a22
+            part[n, c, 23] = a23
+            part[n, c, 24] = a24
+    return part
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_rows_k5s2(x, wt, bias, out, pt, pl, up, nchunk):
     """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 5 of wt[c*M + m, kh*5 + kw] *
-    xpad[n, c, 2*oh + kh, 2*ow + kw], xpad being x zero-padded by ``pt`` rows on top and ``pl`` columns on
-    the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in ``nchunk``
-    runs.
+    xpad[n, c, 2*oh + kh, 2*ow + kw], xpad being x upsampled by ``up`` (up - 1 zeros after every row and
+    column: the output gradient of a strided convolution), then zero-padded by ``pt`` rows on top and ``pl``
+    columns on the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in
+    ``nchunk`` runs.
     """
     N = x.shape[0]
     C = x.shape[1]
@@ -1520,7 +1799,10 @@ def dw_rows_k5s2(x, wt, bias, out, pt, pl, nchunk):
         for t in range(t0, t1):
             n = t // C
             c = t % C
-            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            if up == 1:
+                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            else:
+                scatter_plane(x[n, c], plane[0], up, pt, pl)
             for m in range(M):
                 oc = c * M + m
                 b = bias[oc]
@@ -1610,3 +1892,119 @@ def dw_rows_k5s2(x, wt, bias, out, pt, pl, nchunk):
                     for p in range(OW):
                         d0[p] = b + w0 * s0[2 * p + 0] + w1 * s0[2 * p + 1] + w2 * s0[2 * p + 2] + w3 * s0[2 * p + 3] + w4 * s0[2 * p + 4] + w5 * s1[2 * p + 0] + w6 * s1[2 * p + 1] + w7 * s1[2 * p + 2] + w8 * s1[2 * p + 3] + w9 * s1[2 * p + 4] + w10 * s2[2 * p + 0] + w11 * s2[2 * p + 1] + w12 * s2[2 * p + 2] + w13 * s2[2 * p + 3] + w14 * s2[2 * p + 4] + w15 * s3[2 * p + 0] + w16 * s3[2 * p + 1] + w17 * s3[2 * p + 2] + w18 * s3[2 * p + 3] + w19 * s3[2 * p + 4] + w20 * s4[2 * p + 0] + w21 * s4[2 * p + 1] + w22 * s4[2 * p + 2] + w23 * s4[2 * p + 3] + w24 * s4[2 * p + 4]
     return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_gw_k5s2(x, gy, part, pt, pl, zero, nchunk):
+    """part[n, c, kh*5 + kw] = sum over oh, ow of gy[n, c, oh, ow] * xpad[n, c, 2*oh + kh, 2*ow + kw] (xpad:
+    x zero-padded by ``pt`` rows on top and ``pl`` columns on the left), summed in the type of ``zero`` (the input
+    dtype: full-width vectors) and stored in ``part``'s. Tasks (n, c) run in ``nchunk`` runs.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    OH = gy.shape[2]
+    OW = gy.shape[3]
+    Hq = (OH - 1) * 2 + 5
+    Wq = (OW - 1) * 2 + 5
+    P = (OH - 1) * Wq + OW  # wide positions of the gradient copy
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        s = np.empty(Hq * Wq, dtype=x.dtype)
+        plane = s.reshape((1, Hq, Wq))
+        gw = np.zeros(OH * Wq, dtype=x.dtype)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            gp = gy[n, c]
+            for oh in range(OH):
+                grow = gw[oh * Wq:oh * Wq + OW]
+                src = gp[oh]
+                for ow in range(OW):
+                    grow[ow] = src[ow]
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            a4 = zero
+            a5 = zero
+            a6 = zero
+            a7 = zero
+            a8 = zero
+            a9 = zero
+            a10 = zero
+            a11 = zero
+            a12 = zero
+            a13 = zero
+            a14 = zero
+            a15 = zero
+            a16 = zero
+            a17 = zero
+            a18 = zero
+            a19 = zero
+            a20 = zero
+            a21 = zero
+            a22 = zero
+            a23 = zero
+            a24 = zero
+            s0 = s[0 * Wq:]
+            s1 = s[1 * Wq:]
+            s2 = s[2 * Wq:]
+            s3 = s[3 * Wq:]
+            s4 = s[4 * Wq:]
+            for q in range(P):
+                g = gw[q]
+                a0 += g * s0[2 * q + 0]
+                a1 += g * s0[2 * q + 1]
+                a2 += g * s0[2 * q + 2]
+                a3 += g * s0[2 * q + 3]
+                a4 += g * s0[2 * q + 4]
+                a5 += g * s1[2 * q + 0]
+                a6 += g * s1[2 * q + 1]
+                a7 += g * s1[2 * q + 2]
+                a8 += g * s1[2 * q + 3]
+                a9 += g * s1[2 * q + 4]
+                a10 += g * s2[2 * q + 0]
+                a11 += g * s2[2 * q + 1]
+                a12 += g * s2[2 * q + 2]
+                a13 += g * s2[2 * q + 3]
+                a14 += g * s2[2 * q + 4]
+                a15 += g * s3[2 * q + 0]
+                a16 += g * s3[2 * q + 1]
+                a17 += g * s3[2 * q + 2]
+                a18 += g * s3[2 * q + 3]
+                a19 += g * s3[2 * q + 4]
+                a20 += g * s4[2 * q + 0]
+                a21 += g * s4[2 * q + 1]
+                a22 += g * s4[2 * q + 2]
+                a23 += g * s4[2 * q + 3]
+                a24 += g * s4[2 * q + 4]
+            part[n, c, 0] = a0
+            part[n, c, 1] = a1
+            part[n, c, 2] = a2
+            part[n, c, 3] = a3
+            part[n, c, 4] = a4
+            part[n, c, 5] = a5
+            part[n, c, 6] = a6
+            part[n, c, 7] = a7
+            part[n, c, 8] = a8
+            part[n, c, 9] = a9
+            part[n, c, 10] = a10
+            part[n, c, 11] = a11
+            part[n, c, 12] = a12
+            part[n, c, 13] = a13
+            part[n, c, 14] = a14
+            part[n, c, 15] = a15
+            part[n, c, 16] = a16
+            part[n, c, 17] = a17
+            part[n, c, 18] = a18
+            part[n, c, 19] = a19
+            part[n, c, 20] = a20
+            part[n, c, 21] = a21
+            part[n, c, 22] = a22
+            part[n, c, 23] = a23
+            part[n, c, 24] = a24
+    return part

@@ -523,6 +523,23 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def transpose_taps(w5, khs, kws, out):
+    """out[g, ci, co*T + t] = w5[g, co, ci, khs[t], kws[t]] (T = len(khs)): grad-input's weight matrix, the taps
+    of one input phase with input and output channels swapped (numpy's fancy indexing + transpose of a 512x512x3x3
+    kernel takes ~15 ms, longer than the convolution)."""
+    G, CoutG, Cg = w5.shape[0], w5.shape[1], w5.shape[2]
+    T = khs.shape[0]
+    for r in prange(G * Cg):
+        g = r // Cg
+        ci = r % Cg
+        dst = out[g, ci]
+        for co in range(CoutG):
+            for t in range(T):
+                dst[co * T + t] = w5[g, co, ci, khs[t], kws[t]]
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def grad_bias(gy, out):
     """out[c] = sum over n, h, w of gy[n, c, h, w], accumulated in float64."""
     N, C, H, W = gy.shape

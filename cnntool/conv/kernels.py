@@ -521,8 +521,8 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     for qh0, ih0, Qh, khs, qw0, iw0, Qw, kws in plans:
         taps = [(kh, kw) for kh in khs for kw in kws]
         # wmat[g, ci, co*len(taps) + t] = w[g*CoutG + co, ci, kh_t, kw_t]
-        sel = w5[:, :, :, [t[0] for t in taps], [t[1] for t in taps]]  # (G, CoutG, Cg, T)
-        wmat = np.ascontiguousarray(sel.transpose(0, 2, 1, 3)).reshape(g.groups, g.Cg, -1)
+        wmat = np.empty((g.groups, g.Cg, CoutG * len(taps)), dtype=w.dtype)
+        K.transpose_taps(w5, np.array([t[0] for t in taps], np.int64), np.array([t[1] for t in taps], np.int64), wmat)
         strides = (g.C * g.H * g.W, g.H * g.W, sh * g.W, sw)
         if im2col:  # rows (co, tap) of this phase's reads of gy, each N*Qh*Qw positions
             phr = np.array([qh0 - kh * dh // sh + T for kh, _ in taps], np.int64)

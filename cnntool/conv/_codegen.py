@@ -474,8 +474,8 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
 def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
     """out[c, i, n, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x: ``gather`` with
     the batch folded (each channel's samples one after another), written in memory order: one memset per
-    (channel, phase), then only the valid rows, short ones element by element (the maps are small, and per-row
-    views would cost more than the copy)."""
+    (channel, phase) that has padding, then only the valid rows, short ones element by element (the maps are small,
+    and per-row views would cost more than the copy), their offsets stepped rather than recomputed."""
     N, C, H, W = x.shape
     nph = out.shape[1]
     Hq = out.shape[3]
@@ -491,6 +491,7 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
                 xr = (n * C + c) * plane
                 of[o:o + plane] = xf[xr:xr + plane]
         return out
+    CHW = C * H * W
     for t in prange(C * nph):
         c = t // nph
         i = t % nph
@@ -501,16 +502,19 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
         ha = max(0, (pt - rh + sh - 1) // sh)
         hb = min(Hq, (H - 1 + pt - rh) // sh + 1)
         ob = t * N * plane
-        of[ob:ob + N * plane] = 0
+        if qb <= qa or hb <= ha or qa > 0 or qb < Wq or ha > 0 or hb < Hq:
+            of[ob:ob + N * plane] = 0  # some padding in this phase
         if qb <= qa or hb <= ha:
             continue
-        off = rw - pl
         L = qb - qa
+        x0 = c * H * W + (ha * sh + rh - pt) * W + rw - pl + qa * sw  # first valid row of sample 0
+        o0 = ob + ha * Wq + qa
         for n in range(N):
-            xb = (n * C + c) * H * W
-            for qh in range(ha, hb):
-                o = ob + n * plane + qh * Wq + qa
-                xr = xb + (qh * sh + rh - pt) * W + off + qa * sw
+            xn = x0 + n * CHW
+            on = o0 + n * plane
+            for r in range(hb - ha):
+                xr = xn + r * sh * W
+                o = on + r * Wq
                 if sw == 1 and L >= 16:
                     of[o:o + L] = xf[xr:xr + L]
                 elif sw == 1:

@@ -15,6 +15,7 @@ How a convolution becomes unit-stride reads (the trick every kernel relies on):
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -271,17 +272,23 @@ class _Phases:
 
 
 def _phases(g: Geometry) -> _Phases:
-    sh, sw = g.stride
-    dh, dw = g.dilation
-    kh = np.arange(g.KH)
-    kw = np.arange(g.KW)
+    """The phase plan of a geometry; cached, as a network asks for the same few geometries on every step."""
+    return _phase_plan(g.KH, g.KW, g.stride, g.dilation, g.OH, g.OW)
+
+
+@functools.lru_cache(maxsize=512)
+def _phase_plan(KH: int, KW: int, stride: tuple[int, int], dilation: tuple[int, int], OH: int, OW: int) -> _Phases:
+    sh, sw = stride
+    dh, dw = dilation
+    kh = np.arange(KH)
+    kw = np.arange(KW)
     ah, rh = kh * dh // sh, kh * dh % sh
     aw, rw = kw * dw // sw, kw * dw % sw
     phases = sorted({(int(a), int(b)) for a in rh for b in rw})
     index = {ph: i for i, ph in enumerate(phases)}
     idx = np.array([[index[(int(a), int(b))] for b in rw] for a in rh], dtype=np.int64)
     return _Phases(np.array([p[0] for p in phases], np.int64), np.array([p[1] for p in phases], np.int64), idx,
-                   ah, aw, g.OH + int(ah.max()), g.OW + int(aw.max()))
+                   ah, aw, OH + int(ah.max()), OW + int(aw.max()))
 
 
 def _prepare_input(x: np.ndarray, g: Geometry) -> Saved:

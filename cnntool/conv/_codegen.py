@@ -530,16 +530,22 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
 def transpose_taps(w5, khs, kws, out):
     """out[g, ci, co*T + t] = w5[g, co, ci, khs[t], kws[t]] (T = len(khs)): grad-input's weight matrix, the taps
     of one input phase with input and output channels swapped (numpy's fancy indexing + transpose of a 512x512x3x3
-    kernel takes ~15 ms, longer than the convolution)."""
+    kernel takes ~15 ms, longer than the convolution). Blocks of 16 input channels: each output channel's reads
+    are one contiguous run, the writes 16 streams."""
     G, CoutG, Cg = w5.shape[0], w5.shape[1], w5.shape[2]
     T = khs.shape[0]
-    for r in prange(G * Cg):
-        g = r // Cg
-        ci = r % Cg
-        dst = out[g, ci]
+    nb = (Cg + 15) // 16
+    for r in prange(G * nb):
+        g = r // nb
+        c0 = (r % nb) * 16
+        c1 = min(Cg, c0 + 16)
         for co in range(CoutG):
-            for t in range(T):
-                dst[co * T + t] = w5[g, co, ci, khs[t], kws[t]]
+            src = w5[g, co]
+            for ci in range(c0, c1):
+                dst = out[g, ci]
+                sc = src[ci]
+                for t in range(T):
+                    dst[co * T + t] = sc[khs[t], kws[t]]
     return out
 
 

@@ -80,7 +80,7 @@ def test_conv_test_help_does_not_import_heavy_modules():
 
 def test_generated_kernels_are_up_to_date():
     assert _codegen.target_path().read_text() == _codegen.generate(), \
-        "cnntool/conv/_kernels.py is stale: run python -m cnntool.conv._codegen"
+        "cnntool/conv/_kernels.py is stale: run python cnntool/conv/_codegen.py"
 
 
 def test_model_bench_library_on_a_tiny_model():

@@ -3,7 +3,9 @@
 Numba cannot cache functions created with ``exec()``, so the unrolled variants are generated once into a real
 module that is checked in. Regenerate after editing a template with::
 
-    python -m cnntool.conv._codegen
+    python cnntool/conv/_codegen.py
+
+(as a script: it imports nothing of the package, which would import the kernels it is about to replace).
 
 (``tests/test_conv_cli.py`` checks that the checked-in file matches this generator.)
 """

@@ -215,6 +215,20 @@ def _gw(cob: int, kb: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dw_shapes(a) -> None:
+    """The sizes every depthwise forward kernel starts from (x, wt, out as in their signatures)."""
+    for line in ("N = x.shape[0]", "C = x.shape[1]", "Cout = wt.shape[0]", "OH = out.shape[2]", "OW = out.shape[3]",
+                 "M = Cout // C"):
+        a("    " + line)
+
+
+def _chunk_loop(a) -> None:
+    """The (sample, channel) tasks t0 <= t < t1 of one of ``nchunk`` parallel runs (one scratch buffer per run)."""
+    a("    for chunk in prange(nchunk):")
+    a("        t0 = chunk * ntask // nchunk")
+    a("        t1 = (chunk + 1) * ntask // nchunk")
+
+
 def _dw_fwd(taps: int) -> str:
     """Depthwise forward with the zero padding fused in: per (sample, channel) plane, the padded phase planes are
     built in a per-thread scratch buffer (it stays in L1/L2) instead of a padded copy of the whole input in memory,
@@ -228,20 +242,13 @@ def _dw_fwd(taps: int) -> str:
     a("    ``toff[k]`` is tap k's offset in the plane's phase planes (nph, Hq, Wq) (phase ``phr[i]``, ``phc[i]``, as in")
     a("    ``gather``); ``wt`` is (Cout, taps). Tasks (n, c) are split in ``nchunk`` runs, one scratch buffer per run.")
     a('    """')
-    a("    N = x.shape[0]")
-    a("    C = x.shape[1]")
-    a("    Cout = wt.shape[0]")
-    a("    OH = out.shape[2]")
-    a("    OW = out.shape[3]")
-    a("    M = Cout // C")
+    _dw_shapes(a)
     a("    nph = phr.shape[0]")
     a("    PL = nph * Hq * Wq")
     a("    P = (OH - 1) * Wq + OW")
     a("    RB = max(1, 1024 // Wq)  # output rows per accumulator block: it stays in L1")
     a("    ntask = N * C")
-    a("    for chunk in prange(nchunk):")
-    a("        t0 = chunk * ntask // nchunk")
-    a("        t1 = (chunk + 1) * ntask // nchunk")
+    _chunk_loop(a)
     a("        s = np.empty(PL, dtype=x.dtype)")
     a("        acc = np.empty(RB * Wq + 16, dtype=x.dtype)")
     a("        for t in range(t0, t1):")
@@ -298,20 +305,13 @@ def _dw_rows(k: int, stride: int) -> str:
     a("    columns on the left (and as many as the output needs on the other sides); M = Cout // C. Tasks (n, c) run in")
     a("    ``nchunk`` runs.")
     a('    """')
-    a("    N = x.shape[0]")
-    a("    C = x.shape[1]")
-    a("    Cout = wt.shape[0]")
-    a("    OH = out.shape[2]")
-    a("    OW = out.shape[3]")
-    a("    M = Cout // C")
+    _dw_shapes(a)
     a(f"    Hq = (OH - 1) * {S} + {k}")
     a(f"    Wq = (OW - 1) * {S} + {k}")
     a("    ph0 = np.zeros(1, dtype=np.int64)")
     a("    ntask = N * C")
     a(f"    OHB = OH - OH % {rb}")
-    a("    for chunk in prange(nchunk):")
-    a("        t0 = chunk * ntask // nchunk")
-    a("        t1 = (chunk + 1) * ntask // nchunk")
+    _chunk_loop(a)
     a("        s = np.empty(Hq * Wq, dtype=x.dtype)")
     a("        plane = s.reshape((1, Hq, Wq))")
     a("        for t in range(t0, t1):")
@@ -378,9 +378,7 @@ def _dw_gw(k: int, stride: int) -> str:
     a("    P = (OH - 1) * Wq + OW  # wide positions of the gradient copy")
     a("    ph0 = np.zeros(1, dtype=np.int64)")
     a("    ntask = N * C")
-    a("    for chunk in prange(nchunk):")
-    a("        t0 = chunk * ntask // nchunk")
-    a("        t1 = (chunk + 1) * ntask // nchunk")
+    _chunk_loop(a)
     a("        s = np.empty(Hq * Wq, dtype=x.dtype)")
     a("        plane = s.reshape((1, Hq, Wq))")
     a("        gw = np.zeros(OH * Wq, dtype=x.dtype)")

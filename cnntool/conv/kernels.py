@@ -11,6 +11,9 @@ How a convolution becomes unit-stride reads (the trick every kernel relies on):
   ``p = oh*Wq + ow``. One compiled kernel serves every kernel size, stride and dilation.
 * grad-input is the same forward kernel run per input phase on the zero-padded output gradient with the
   transposed, flipped tap set; grad-weight is a blocked dot product over the same layout.
+
+Depthwise convolutions have their own paths (``use_depthwise*``, ``use_nhwc_depthwise``): the row kernels with the
+padding fused per plane on larger maps, and channels-last kernels (``_nhwc.py``) on maps of at most 8x8.
 """
 
 from __future__ import annotations
@@ -354,6 +357,11 @@ def use_depthwise_rows(g: Geometry) -> bool:
     return (use_depthwise(g) and g.KH == g.KW and sh == sw and (g.KH, sh) in _DW_ROWS and g.dilation == (1, 1))
 
 
+def _rows_backward(g: Geometry) -> bool:
+    """grad-input and grad-weight by the row kernels: their geometry, one output channel per input channel."""
+    return use_depthwise_rows(g) and g.Cout == g.C
+
+
 def _depthwise_chunks(g: Geometry) -> int:
     return min(g.N * g.C, 8 * _threads())
 
@@ -375,7 +383,7 @@ def depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.nda
     """dL/dx of a depthwise convolution with one output channel per input channel (row-kernel geometry): the
     stride-1 row kernel on the output gradient, upsampled by the stride (a transposed convolution), with the kernel
     flipped and the complementary padding (``k - 1 - pad``). At stride 2 three quarters of its products are with
-    zeros, and it still beats the per-phase general path (measured 2-3x on 32x32 maps)."""
+    zeros, and it is still 4x faster than the per-phase general path (measured on 32x32 maps)."""
     k = g.KH
     wf = np.ascontiguousarray(w.reshape(g.C, k, k)[:, ::-1, ::-1]).reshape(g.C, -1)
     inv = Geometry(g.N, g.C, g.OH, g.OW, g.C, 1, k, k, g.C, (1, 1), (0, 0, 0, 0), (1, 1), g.H, g.W)
@@ -392,7 +400,8 @@ def depthwise_grad_weight(gy: np.ndarray, x: np.ndarray, g: Geometry) -> np.ndar
 
 
 #: Largest output map (positions per plane) for the channels-last depthwise path (``_nhwc``); above it the
-#: row kernels win (measured on 2 cores: 4x4 and 2x2 maps 3-5x faster in NHWC, 8x8 about 1.5x, 16x16 slower).
+#: row kernels win (measured on 2 cores, per pass: 4x4 and 2x2 maps 2.8-4.2x faster in NHWC; 8x8 even with 3x3
+#: kernels, 2x faster with 5x5; 16x16 1.7x slower).
 NHWC_MAX_POSITIONS = 64
 
 
@@ -477,7 +486,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
         nhwc_depthwise_grad_input(gy, w, g, out)
         return out
-    if use_depthwise_rows(g) and g.Cout == g.C:
+    if _rows_backward(g):
         if out is None:
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
         depthwise_grad_input(gy, w, g, out)
@@ -560,7 +569,7 @@ def grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
     g = saved.geo
     if saved.xn is not None:
         return nhwc_depthwise_grad_weight(gy, saved)
-    if saved.x is not None and use_depthwise_rows(g) and g.Cout == g.C:
+    if saved.x is not None and _rows_backward(g):
         return depthwise_grad_weight(gy, saved.x, g)
     if saved.xs is None:
         saved = _prepare_input(saved.x, g)

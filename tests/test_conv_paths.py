@@ -4,6 +4,7 @@ one tall image for small maps."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -239,3 +240,78 @@ def test_im2col_is_skipped_above_the_memory_cap(monkeypatch):
     monkeypatch.setattr(K, "IM2COL_MAX_BYTES", 0)  # the folded phase planes instead: same numbers
     torch.testing.assert_close(cc.conv2d(x, w, padding=1), want)
     torch.testing.assert_close(want, F.conv2d(x, w, padding=1))
+
+
+def _tile_reference(xs, toff, wmat, bias, P):
+    """out[co, p] = bias[co] + sum_k wmat[co, k] * xs[toff[k] + p] in float64."""
+    cols = np.stack([xs[o:o + P] for o in toff]).astype(np.float64)  # (Kp, P)
+    return bias[:, None] + wmat.astype(np.float64) @ cols
+
+
+@pytest.mark.parametrize("P", [5, 16, 40, 48, 97, 130])
+@pytest.mark.parametrize("Kp, KB", [(3, 144), (150, 144), (300, 64)])
+@pytest.mark.parametrize("cout", [8, 15])
+def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(P, Kp, KB, cout):
+    # one row of P positions: 48-wide tiles, then single vectors, the last one masked; taps in blocks of KB; the
+    # input ends exactly where the last tap's row ends (a masked load must not read past it)
+    rng = np.random.default_rng(P * 1000 + Kp + cout)
+    toff = np.sort(rng.choice(4 * Kp + 50, size=Kp, replace=False)).astype(np.int64)
+    xs = rng.standard_normal((1, int(toff.max()) + P)).astype(np.float32)
+    wmat = rng.standard_normal((1, cout, Kp)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    ncob = -(-cout // 8)
+    wp = _kernels.pack_tiles(wmat, np.empty((1, ncob, Kp, 8), np.float32))
+    assert np.array_equal(wp.transpose(0, 1, 3, 2).reshape(1, -1, Kp)[:, :cout], wmat)
+    assert not wp.transpose(0, 1, 3, 2).reshape(1, -1, Kp)[:, cout:].any()
+    out = np.full(cout * P, np.nan, np.float32)
+    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, cout, 0, P, P, 1, 0, 1, 1, KB)
+    want = _tile_reference(xs[0], toff, wmat[0], bias.astype(np.float64), P)
+    np.testing.assert_allclose(out.reshape(cout, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
+
+
+def test_register_tile_only_for_float32_blocks_of_8():
+    assert K.use_register_tile(np.float32, 8)
+    assert not K.use_register_tile(np.float64, 8) and not K.use_register_tile(np.float32, 4)
+
+
+@pytest.mark.parametrize("kw, xshape, wshape", [
+    (dict(padding=1), (2, 20, 9, 13), (16, 20, 3, 3)),           # K = 180 taps: two tap blocks; wide rows
+    (dict(padding=1, stride=2), (3, 17, 11, 7), (24, 17, 3, 3)),  # grad-input per phase through the tile too
+    (dict(), (2, 40, 5, 3), (15, 40, 1, 1)),                      # 15 channels: one padded block
+    (dict(padding=2, dilation=2, groups=2), (2, 16, 12, 12), (32, 8, 3, 3)),
+])
+def test_register_tiled_forward_and_grad_input_match_torch(kw, xshape, wshape):
+    assert K.use_register_tile(np.float32, K._variant(wshape[0] // kw.get("groups", 1), (8, 4, 1)))
+    _check(xshape, wshape, torch.float32, **kw)
+
+
+def _array_before_guard_page(n: int) -> np.ndarray:
+    """A float32 array of n elements that ends exactly where an unreadable page begins (reading past it faults)."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    size = -(-n * 4 // page) * page
+    mem = mmap.mmap(-1, size + page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    assert libc.mprotect(base + size, page, 0) == 0
+    return np.frombuffer(mem, np.float32, count=n, offset=size - n * 4)  # holds the mapping
+
+
+def test_register_tile_reads_nothing_past_the_input():
+    # the input's last row ends at a guard page: the masked tail loads must stop at its end (a fault kills the run)
+    P, Kp = 37, 20
+    buf = _array_before_guard_page(Kp * P + 5)
+    rng = np.random.default_rng(0)
+    buf[:] = rng.standard_normal(buf.size)
+    xs = buf.reshape(1, -1)
+    toff = (np.arange(Kp) * P + 5).astype(np.int64)  # the last tap's row is the last P elements
+    wmat = rng.standard_normal((1, 8, Kp)).astype(np.float32)
+    wp = _kernels.pack_tiles(wmat, np.empty((1, 1, Kp, 8), np.float32))
+    bias = np.zeros(8, np.float32)
+    out = np.empty(8 * P, np.float32)
+    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, 8, 0, P, P, 1, 0, 1, 1, 144)
+    want = _tile_reference(buf, toff, wmat[0], bias.astype(np.float64), P)
+    np.testing.assert_allclose(out.reshape(8, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))

@@ -40,27 +40,13 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
+from cnntool.conv._simd import vfma, vload, vload_n, vstore, vzero
 
 '''
 
 
-def _fwd(cob: int, kb: int) -> str:
-    lines = []
-    a = lines.append
-    name = f"fwd_c{cob}k{kb}"
-    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
-    a(f"def {name}(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):")
-    a(f'    """Forward correlation, {cob} output channels x {kb} taps per register block.')
-    a("")
-    a("    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]")
-    a("    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch")
-    a("    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.")
-    a('    """')
-    a("    N = xs.shape[0]")
-    a("    G = wt.shape[0]")
-    a("    Kp = wt.shape[2]")
-    a(f"    ncob = wt.shape[1] // {cob}")
-    a(f"    KK = Kp // {kb} * {kb}")
+def _fwd_tasks(a) -> None:
+    """The forward kernels' work items: (sample, row chunk, group, output-channel block), rows oh0..oh1, P positions."""
     a("    nch = (OH + R - 1) // R")
     a("    L = R * Wq")
     a("    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)")
@@ -77,34 +63,10 @@ def _fwd(cob: int, kb: int) -> str:
     a("        oh1 = min(OH, oh0 + R)")
     a("        p0 = oh0 * Wq")
     a("        P = min(oh1 * Wq, Pn) - p0")
-    a(f"        buf = np.zeros({cob} * LS + 32, dtype=xs.dtype)")
-    a("        sh = ((-buf.ctypes.data) % 64) // buf.itemsize")
-    a(f"        acc = buf[sh:sh + {cob} * LS].reshape(({cob}, LS))")
-    a("        xb = xs[n]")
-    a("        base = g * Cgs + p0")
-    a(f"        c0 = cb * {cob}")
-    for c in range(cob):
-        a(f"        a{c} = acc[{c}]")
-    a(f"        for kb in range(0, KK, {kb}):")
-    for j in range(kb):
-        a(f"            o{j} = base + toff[kb + {j}]")
-        a(f"            x{j} = xb[o{j}:o{j} + P]")
-    for c in range(cob):
-        for j in range(kb):
-            a(f"            w{c}_{j} = wt[g, c0 + {c}, kb + {j}]")
-    a("            for p in range(P):")
-    for j in range(kb):
-        a(f"                v{j} = x{j}[p]")
-    for c in range(cob):
-        a(f"                a{c}[p] += " + " + ".join(f"w{c}_{j} * v{j}" for j in range(kb)))
-    a("        for k in range(KK, Kp):")
-    a("            o = base + toff[k]")
-    a("            xk = xb[o:o + P]")
-    a(f"            for c in range({cob}):")
-    a("                wv = wt[g, c0 + c, k]")
-    a("                ac = acc[c]")
-    a("                for p in range(P):")
-    a("                    ac[p] += wv * xk[p]")
+
+
+def _fwd_writeout(a, cob: int) -> None:
+    """acc (cob, LS), the block's wide rows, plus bias to ``out``: the valid columns of the valid rows."""
     a(f"        for c in range({cob}):")
     a("            co = c0 + c")
     a("            if co < CoutG:")
@@ -140,6 +102,127 @@ def _fwd(cob: int, kb: int) -> str:
     a("                    else:")
     a("                        for ow in range(OW):")
     a("                            out[dst + ow * osw] = arow[ow] + b")
+
+
+def _fwd(cob: int, kb: int) -> str:
+    lines = []
+    a = lines.append
+    name = f"fwd_c{cob}k{kb}"
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def {name}(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv):")
+    a(f'    """Forward correlation, {cob} output channels x {kb} taps per register block.')
+    a("")
+    a("    out[ooff + (n+m)*osn + oc*osc + r*osh + ow*osw] = bias[oc] + sum_k wt[g, co, k] * xs[n, g*Cgs + toff[k] + oh*Wq + ow]")
+    a("    for the computed rows oh = m*Hs + r with r < OHv: ``Hs``/``OHv`` let one 'tall' image hold the whole batch")
+    a("    (m = sample, Hs rows per sample, OHv of them valid); Hs = OHv = OH for one sample per xs row.")
+    a('    """')
+    a("    N = xs.shape[0]")
+    a("    G = wt.shape[0]")
+    a("    Kp = wt.shape[2]")
+    a(f"    ncob = wt.shape[1] // {cob}")
+    a(f"    KK = Kp // {kb} * {kb}")
+    _fwd_tasks(a)
+    a(f"        buf = np.zeros({cob} * LS + 32, dtype=xs.dtype)")
+    a("        sh = ((-buf.ctypes.data) % 64) // buf.itemsize")
+    a(f"        acc = buf[sh:sh + {cob} * LS].reshape(({cob}, LS))")
+    a("        xb = xs[n]")
+    a("        base = g * Cgs + p0")
+    a(f"        c0 = cb * {cob}")
+    for c in range(cob):
+        a(f"        a{c} = acc[{c}]")
+    a(f"        for kb in range(0, KK, {kb}):")
+    for j in range(kb):
+        a(f"            o{j} = base + toff[kb + {j}]")
+        a(f"            x{j} = xb[o{j}:o{j} + P]")
+    for c in range(cob):
+        for j in range(kb):
+            a(f"            w{c}_{j} = wt[g, c0 + {c}, kb + {j}]")
+    a("            for p in range(P):")
+    for j in range(kb):
+        a(f"                v{j} = x{j}[p]")
+    for c in range(cob):
+        a(f"                a{c}[p] += " + " + ".join(f"w{c}_{j} * v{j}" for j in range(kb)))
+    a("        for k in range(KK, Kp):")
+    a("            o = base + toff[k]")
+    a("            xk = xb[o:o + P]")
+    a(f"            for c in range({cob}):")
+    a("                wv = wt[g, c0 + c, k]")
+    a("                ac = acc[c]")
+    a("                for p in range(P):")
+    a("                    ac[p] += wv * xk[p]")
+    _fwd_writeout(a, cob)
+    a("    return out")
+    return "\n".join(lines) + "\n"
+
+#: (output channels, 16-lane vectors of positions) of the register-tiled forward kernels ``fwd_r{c}x{v}``: 8x3
+#: keeps 24 accumulators, 3 input vectors and a broadcast weight in AVX-512's 32 registers.
+FWD_TILES = ((8, 3),)
+
+
+def _tile(a, cob: int, nv: int, pad: str, masked: bool = False) -> None:
+    """One register tile: ``cob`` channels x ``nv`` vectors of positions t.., the taps k0..k1 added to acc."""
+    a(f"{pad}if k0 == 0:")
+    for c in range(cob):
+        for v in range(nv):
+            a(f"{pad}    r{c}_{v} = vzero()")
+    a(f"{pad}else:")
+    for c in range(cob):
+        a(f"{pad}    ac = acc[{c}]")
+        for v in range(nv):
+            a(f"{pad}    r{c}_{v} = vload(ac, t + {16 * v})")
+    a(f"{pad}for k in range(k0, k1):")
+    a(f"{pad}    o = base + toff[k] + t")
+    for v in range(nv):
+        a(f"{pad}    x{v} = vload_n(xb, o, m)" if masked else f"{pad}    x{v} = vload(xb, o + {16 * v})")
+    for c in range(cob):
+        a(f"{pad}    wv = wb[k, {c}]")
+        for v in range(nv):
+            a(f"{pad}    r{c}_{v} = vfma(r{c}_{v}, wv, x{v})")
+    for c in range(cob):
+        a(f"{pad}ac = acc[{c}]")
+        for v in range(nv):
+            a(f"{pad}vstore(ac, t + {16 * v}, r{c}_{v})")
+
+
+def _fwd_tiled(cob: int, nv: int) -> str:
+    lines = []
+    a = lines.append
+    T = 16 * nv
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def fwd_r{cob}x{nv}(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv,")
+    a("        KB):")
+    a(f'    """float32 forward correlation with a register tile of {cob} output channels x {T} positions (``_simd``):')
+    a("    the accumulators stay in registers over a block of ``KB`` taps (the block's weights and input rows stay in")
+    a("    L1), so each tap costs its input loads and one FMA per accumulator, no accumulator load or store.")
+    a("")
+    a(f"    Same arguments and result as ``fwd_c8k4`` but the weights packed as wp[g, cb, k, c] = wt[g, cb*{cob} + c, k].")
+    a('    """')
+    a("    N = xs.shape[0]")
+    a("    G = wp.shape[0]")
+    a("    ncob = wp.shape[1]")
+    a("    Kp = wp.shape[2]")
+    _fwd_tasks(a)
+    a(f"        buf = np.empty({cob} * LS + 32, dtype=xs.dtype)")
+    a("        sh = ((-buf.ctypes.data) % 64) // buf.itemsize")
+    a(f"        acc = buf[sh:sh + {cob} * LS].reshape(({cob}, LS))")
+    a("        xb = xs[n]")
+    a("        base = g * Cgs + p0")
+    a(f"        c0 = cb * {cob}")
+    a("        wb = wp[g, cb]")
+    a("        for k0 in range(0, Kp, KB):")
+    a("            k1 = min(Kp, k0 + KB)")
+    a("            t = 0")
+    a(f"            while t + {T} <= P:")
+    _tile(a, cob, nv, " " * 16)
+    a(f"                t += {T}")
+    a("            while t < P:  # the tail: one vector at a time, the last one masked")
+    a("                m = P - t")
+    a("                if m >= 16:")
+    _tile(a, cob, 1, " " * 20)
+    a("                else:")
+    _tile(a, cob, 1, " " * 20, masked=True)
+    a("                t += 16")
+    _fwd_writeout(a, cob)
     a("    return out")
     return "\n".join(lines) + "\n"
 
@@ -550,6 +633,28 @@ def transpose_taps(w5, khs, kws, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def pack_tiles(wmat, out):
+    """out[g, cb, k, c] = wmat[g, cb*C + c, k] (C = out.shape[3]), zero for the channels past wmat's: the weights
+    of the register-tiled forward, each tap's C weights side by side."""
+    G, CoutG, Kp = wmat.shape
+    ncob, C = out.shape[1], out.shape[3]
+    for r in prange(G * ncob):
+        g = r // ncob
+        cb = r % ncob
+        dst = out[g, cb]
+        for c in range(C):
+            co = cb * C + c
+            if co < CoutG:
+                src = wmat[g, co]
+                for k in range(Kp):
+                    dst[k, c] = src[k]
+            else:
+                for k in range(Kp):
+                    dst[k, c] = 0
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def grad_bias(gy, out):
     """out[c] = sum over n, h, w of gy[n, c, h, w], accumulated in float64."""
     N, C, H, W = gy.shape
@@ -569,6 +674,8 @@ def generate() -> str:
     parts = [HEADER]
     for cob, kb in FWD_VARIANTS:
         parts.append("\n" + _fwd(cob, kb))
+    for cob, nv in FWD_TILES:
+        parts.append("\n" + _fwd_tiled(cob, nv))
     for cob, kb in GW_VARIANTS:
         parts.append("\n" + _gw(cob, kb))
     parts.append(FOOTER)

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
+from cnntool.conv._simd import vfma, vload, vload_n, vstore, vzero
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
@@ -703,6 +704,339 @@ def fwd_c1k25(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, 
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv,
+        KB):
+    """float32 forward correlation with a register tile of 8 output channels x 48 positions (``_simd``):
+    the accumulators stay in registers over a block of ``KB`` taps (the block's weights and input rows stay in
+    L1), so each tap costs its input loads and one FMA per accumulator, no accumulator load or store.
+
+    Same arguments and result as ``fwd_c8k4`` but the weights packed as wp[g, cb, k, c] = wt[g, cb*8 + c, k].
+    """
+    N = xs.shape[0]
+    G = wp.shape[0]
+    ncob = wp.shape[1]
+    Kp = wp.shape[2]
+    nch = (OH + R - 1) // R
+    L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
+    ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
+    for task in prange(ntask):
+        cb = task % ncob
+        r = task // ncob
+        g = r % G
+        r = r // G
+        ch = r % nch
+        n = r // nch
+        oh0 = ch * R
+        oh1 = min(OH, oh0 + R)
+        p0 = oh0 * Wq
+        P = min(oh1 * Wq, Pn) - p0
+        buf = np.empty(8 * LS + 32, dtype=xs.dtype)
+        sh = ((-buf.ctypes.data) % 64) // buf.itemsize
+        acc = buf[sh:sh + 8 * LS].reshape((8, LS))
+        xb = xs[n]
+        base = g * Cgs + p0
+        c0 = cb * 8
+        wb = wp[g, cb]
+        for k0 in range(0, Kp, KB):
+            k1 = min(Kp, k0 + KB)
+            t = 0
+            while t + 48 <= P:
+                if k0 == 0:
+                    r0_0 = vzero()
+                    r0_1 = vzero()
+                    r0_2 = vzero()
+                    r1_0 = vzero()
+                    r1_1 = vzero()
+                    r1_2 = vzero()
+                    r2_0 = vzero()
+                    r2_1 = vzero()
+                    r2_2 = vzero()
+                    r3_0 = vzero()
+                    r3_1 = vzero()
+                    r3_2 = vzero()
+                    r4_0 = vzero()
+                    r4_1 = vzero()
+                    r4_2 = vzero()
+                    r5_0 = vzero()
+                    r5_1 = vzero()
+                    r5_2 = vzero()
+                    r6_0 = vzero()
+                    r6_1 = vzero()
+                    r6_2 = vzero()
+                    r7_0 = vzero()
+                    r7_1 = vzero()
+                    r7_2 = vzero()
+                else:
+                    ac = acc[0]
+                    r0_0 = vload(ac, t + 0)
+                    r0_1 = vload(ac, t + 16)
+                    r0_2 = vload(ac, t + 32)
+                    ac = acc[1]
+                    r1_0 = vload(ac, t + 0)
+                    r1_1 = vload(ac, t + 16)
+                    r1_2 = vload(ac, t + 32)
+                    ac = acc[2]
+                    r2_0 = vload(ac, t + 0)
+                    r2_1 = vload(ac, t + 16)
+                    r2_2 = vload(ac, t + 32)
+                    ac = acc[3]
+                    r3_0 = vload(ac, t + 0)
+                    r3_1 = vload(ac, t + 16)
+                    r3_2 = vload(ac, t + 32)
+                    ac = acc[4]
+                    r4_0 = vload(ac, t + 0)
+                    r4_1 = vload(ac, t + 16)
+                    r4_2 = vload(ac, t + 32)
+                    ac = acc[5]
+                    r5_0 = vload(ac, t + 0)
+                    r5_1 = vload(ac, t + 16)
+                    r5_2 = vload(ac, t + 32)
+                    ac = acc[6]
+                    r6_0 = vload(ac, t + 0)
+                    r6_1 = vload(ac, t + 16)
+                    r6_2 = vload(ac, t + 32)
+                    ac = acc[7]
+                    r7_0 = vload(ac, t + 0)
+                    r7_1 = vload(ac, t + 16)
+                    r7_2 = vload(ac, t + 32)
+                for k in range(k0, k1):
+                    o = base + toff[k] + t
+                    x0 = vload(xb, o + 0)
+                    x1 = vload(xb, o + 16)
+                    x2 = vload(xb, o + 32)
+                    wv = wb[k, 0]
+                    r0_0 = vfma(r0_0, wv, x0)
+                    r0_1 = vfma(r0_1, wv, x1)
+                    r0_2 = vfma(r0_2, wv, x2)
+                    wv = wb[k, 1]
+                    r1_0 = vfma(r1_0, wv, x0)
+                    r1_1 = vfma(r1_1, wv, x1)
+                    r1_2 = vfma(r1_2, wv, x2)
+                    wv = wb[k, 2]
+                    r2_0 = vfma(r2_0, wv, x0)
+                    r2_1 = vfma(r2_1, wv, x1)
+                    r2_2 = vfma(r2_2, wv, x2)
+                    wv = wb[k, 3]
+                    r3_0 = vfma(r3_0, wv, x0)
+                    r3_1 = vfma(r3_1, wv, x1)
+                    r3_2 = vfma(r3_2, wv, x2)
+                    wv = wb[k, 4]
+                    r4_0 = vfma(r4_0, wv, x0)
+                    r4_1 = vfma(r4_1, wv, x1)
+                    r4_2 = vfma(r4_2, wv, x2)
+                    wv = wb[k, 5]
+                    r5_0 = vfma(r5_0, wv, x0)
+                    r5_1 = vfma(r5_1, wv, x1)
+                    r5_2 = vfma(r5_2, wv, x2)
+                    wv = wb[k, 6]
+                    r6_0 = vfma(r6_0, wv, x0)
+                    r6_1 = vfma(r6_1, wv, x1)
+                    r6_2 = vfma(r6_2, wv, x2)
+                    wv = wb[k, 7]
+                    r7_0 = vfma(r7_0, wv, x0)
+                    r7_1 = vfma(r7_1, wv, x1)
+                    r7_2 = vfma(r7_2, wv, x2)
+                ac = acc[0]
+                vstore(ac, t + 0, r0_0)
+                vstore(ac, t + 16, r0_1)
+                vstore(ac, t + 32, r0_2)
+                ac = acc[1]
+                vstore(ac, t + 0, r1_0)
+                vstore(ac, t + 16, r1_1)
+                vstore(ac, t + 32, r1_2)
+                ac = acc[2]
+                vstore(ac, t + 0, r2_0)
+                vstore(ac, t + 16, r2_1)
+                vstore(ac, t + 32, r2_2)
+                ac = acc[3]
+                vstore(ac, t + 0, r3_0)
+                vstore(ac, t + 16, r3_1)
+                vstore(ac, t + 32, r3_2)
+                ac = acc[4]
+                vstore(ac, t + 0, r4_0)
+                vstore(ac, t + 16, r4_1)
+                vstore(ac, t + 32, r4_2)
+                ac = acc[5]
+                vstore(ac, t + 0, r5_0)
+                vstore(ac, t + 16, r5_1)
+                vstore(ac, t + 32, r5_2)
+                ac = acc[6]
+                vstore(ac, t + 0, r6_0)
+                vstore(ac, t + 16, r6_1)
+                vstore(ac, t + 32, r6_2)
+                ac = acc[7]
+                vstore(ac, t + 0, r7_0)
+                vstore(ac, t + 16, r7_1)
+                vstore(ac, t + 32, r7_2)
+                t += 48
+            while t < P:  # the tail: one vector at a time, the last one masked
+                m = P - t
+                if m >= 16:
+                    if k0 == 0:
+                        r0_0 = vzero()
+                        r1_0 = vzero()
+                        r2_0 = vzero()
+                        r3_0 = vzero()
+                        r4_0 = vzero()
+                        r5_0 = vzero()
+                        r6_0 = vzero()
+                        r7_0 = vzero()
+                    else:
+                        ac = acc[0]
+                        r0_0 = vload(ac, t + 0)
+                        ac = acc[1]
+                        r1_0 = vload(ac, t + 0)
+                        ac = acc[2]
+                        r2_0 = vload(ac, t + 0)
+                        ac = acc[3]
+                        r3_0 = vload(ac, t + 0)
+                        ac = acc[4]
+                        r4_0 = vload(ac, t + 0)
+                        ac = acc[5]
+                        r5_0 = vload(ac, t + 0)
+                        ac = acc[6]
+                        r6_0 = vload(ac, t + 0)
+                        ac = acc[7]
+                        r7_0 = vload(ac, t + 0)
+                    for k in range(k0, k1):
+                        o = base + toff[k] + t
+                        x0 = vload(xb, o + 0)
+                        wv = wb[k, 0]
+                        r0_0 = vfma(r0_0, wv, x0)
+                        wv = wb[k, 1]
+                        r1_0 = vfma(r1_0, wv, x0)
+                        wv = wb[k, 2]
+                        r2_0 = vfma(r2_0, wv, x0)
+                        wv = wb[k, 3]
+                        r3_0 = vfma(r3_0, wv, x0)
+                        wv = wb[k, 4]
+                        r4_0 = vfma(r4_0, wv, x0)
+                        wv = wb[k, 5]
+                        r5_0 = vfma(r5_0, wv, x0)
+                        wv = wb[k, 6]
+                        r6_0 = vfma(r6_0, wv, x0)
+                        wv = wb[k, 7]
+                        r7_0 = vfma(r7_0, wv, x0)
+                    ac = acc[0]
+                    vstore(ac, t + 0, r0_0)
+                    ac = acc[1]
+                    vstore(ac, t + 0, r1_0)
+                    ac = acc[2]
+                    vstore(ac, t + 0, r2_0)
+                    ac = acc[3]
+                    vstore(ac, t + 0, r3_0)
+                    ac = acc[4]
+                    vstore(ac, t + 0, r4_0)
+                    ac = acc[5]
+                    vstore(ac, t + 0, r5_0)
+                    ac = acc[6]
+                    vstore(ac, t + 0, r6_0)
+                    ac = acc[7]
+                    vstore(ac, t + 0, r7_0)
+                else:
+                    if k0 == 0:
+                        r0_0 = vzero()
+                        r1_0 = vzero()
+                        r2_0 = vzero()
+                        r3_0 = vzero()
+                        r4_0 = vzero()
+                        r5_0 = vzero()
+                        r6_0 = vzero()
+                        r7_0 = vzero()
+                    else:
+                        ac = acc[0]
+                        r0_0 = vload(ac, t + 0)
+                        ac = acc[1]
+                        r1_0 = vload(ac, t + 0)
+                        ac = acc[2]
+                        r2_0 = vload(ac, t + 0)
+                        ac = acc[3]
+                        r3_0 = vload(ac, t + 0)
+                        ac = acc[4]
+                        r4_0 = vload(ac, t + 0)
+                        ac = acc[5]
+                        r5_0 = vload(ac, t + 0)
+                        ac = acc[6]
+                        r6_0 = vload(ac, t + 0)
+                        ac = acc[7]
+                        r7_0 = vload(ac, t + 0)
+                    for k in range(k0, k1):
+                        o = base + toff[k] + t
+                        x0 = vload_n(xb, o, m)
+                        wv = wb[k, 0]
+                        r0_0 = vfma(r0_0, wv, x0)
+                        wv = wb[k, 1]
+                        r1_0 = vfma(r1_0, wv, x0)
+                        wv = wb[k, 2]
+                        r2_0 = vfma(r2_0, wv, x0)
+                        wv = wb[k, 3]
+                        r3_0 = vfma(r3_0, wv, x0)
+                        wv = wb[k, 4]
+                        r4_0 = vfma(r4_0, wv, x0)
+                        wv = wb[k, 5]
+                        r5_0 = vfma(r5_0, wv, x0)
+                        wv = wb[k, 6]
+                        r6_0 = vfma(r6_0, wv, x0)
+                        wv = wb[k, 7]
+                        r7_0 = vfma(r7_0, wv, x0)
+                    ac = acc[0]
+                    vstore(ac, t + 0, r0_0)
+                    ac = acc[1]
+                    vstore(ac, t + 0, r1_0)
+                    ac = acc[2]
+                    vstore(ac, t + 0, r2_0)
+                    ac = acc[3]
+                    vstore(ac, t + 0, r3_0)
+                    ac = acc[4]
+                    vstore(ac, t + 0, r4_0)
+                    ac = acc[5]
+                    vstore(ac, t + 0, r5_0)
+                    ac = acc[6]
+                    vstore(ac, t + 0, r6_0)
+                    ac = acc[7]
+                    vstore(ac, t + 0, r7_0)
+                t += 16
+        for c in range(8):
+            co = c0 + c
+            if co < CoutG:
+                oc = g * CoutG + co
+                b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
+                for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
+                    q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def gw_c4k4(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
     """Weight gradient, 4 output channels x 4 taps of dot products per block.
 
@@ -1065,6 +1399,28 @@ def transpose_taps(w5, khs, kws, out):
                 sc = src[ci]
                 for t in range(T):
                     dst[co * T + t] = sc[khs[t], kws[t]]
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def pack_tiles(wmat, out):
+    """out[g, cb, k, c] = wmat[g, cb*C + c, k] (C = out.shape[3]), zero for the channels past wmat's: the weights
+    of the register-tiled forward, each tap's C weights side by side."""
+    G, CoutG, Kp = wmat.shape
+    ncob, C = out.shape[1], out.shape[3]
+    for r in prange(G * ncob):
+        g = r // ncob
+        cb = r % ncob
+        dst = out[g, cb]
+        for c in range(C):
+            co = cb * C + c
+            if co < CoutG:
+                src = wmat[g, co]
+                for k in range(Kp):
+                    dst[k, c] = src[k]
+            else:
+                for k in range(Kp):
+                    dst[k, c] = 0
     return out
 
 

@@ -175,6 +175,18 @@ def _fwd_kernel(cob: int, taps: int):
     return _FWD[(cob, 4)]
 
 
+#: Taps per block of the register-tiled forward: its weights (8 channels) and the input rows it reads stay in L1
+#: while the tile walks the positions (measured on case a of ``bench_conv``: 144-288 taps 1.2x faster than all
+#: 1152 at once).
+TILE_TAPS = 144
+
+
+def use_register_tile(dtype, cob: int) -> bool:
+    """The register-tiled forward ``fwd_r8x3`` (float32, blocks of 8 output channels) instead of ``fwd_c8k4``,
+    whose accumulators live in memory."""
+    return np.dtype(dtype) == np.float32 and cob == 8
+
+
 def fold_batch(N: int, rows: int, Wq: int) -> bool:
     """Stack the batch into one tall image when one sample's output is too small to fill a work item.
 
@@ -193,7 +205,10 @@ def _run_fwd(src, toff, wmat, bias, out_flat, *, Cgs, Wq, OH, OW, Pn, CoutG, gro
     """
     cob = _variant(CoutG, (8, 4, 1))
     ncob = -(-CoutG // cob)
-    if ncob * cob == CoutG and wmat.flags.c_contiguous:
+    tiled = use_register_tile(src.dtype, cob)
+    if tiled:
+        wt = K.pack_tiles(np.ascontiguousarray(wmat), np.empty((groups, ncob, wmat.shape[2], cob), src.dtype))
+    elif ncob * cob == CoutG and wmat.flags.c_contiguous:
         wt = wmat
     else:
         wt = np.zeros((groups, ncob * cob, wmat.shape[2]), dtype=src.dtype)
@@ -207,8 +222,11 @@ def _run_fwd(src, toff, wmat, bias, out_flat, *, Cgs, Wq, OH, OW, Pn, CoutG, gro
     osn, osc, osh, osw = strides
     Hs = OH if Hs is None else Hs
     OHv = OH if OHv is None else OHv
-    _fwd_kernel(cob, wmat.shape[2])(src, toff, wt, bias, out_flat, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh,
-                                    osw, ooff, Hs, OHv)
+    args = (src, toff, wt, bias, out_flat, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv)
+    if tiled:
+        K.fwd_r8x3(*args, TILE_TAPS)
+    else:
+        _fwd_kernel(cob, wmat.shape[2])(*args)
 
 
 @dataclass

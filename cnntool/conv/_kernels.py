@@ -1324,15 +1324,15 @@ def gather(x, out, phr, phc, sh, sw, pt, pl):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
-    """out[c, i, n, qh, qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x: ``gather`` with
-    the batch folded (each channel's samples one after another), written in memory order: one memset per
-    (channel, phase) that has padding, then only the valid rows, short ones element by element (the maps are small,
-    and per-row views would cost more than the copy), their offsets stepped rather than recomputed."""
+def gather_folded(x, out, phr, phc, sh, sw, pt, pl, Hq, Wq):
+    """out[c, i, (n*Hq + qh)*Wq + qw] = x[n, c, qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside x:
+    ``gather`` with the batch folded (each channel's samples one after another as one tall image); the planes are
+    ``out.shape[2]`` elements apart, at least N*Hq*Wq (the rest is never read). Written in memory order: one memset
+    per (channel, phase) that has padding, then only the valid rows, short ones element by element (the maps are
+    small, and per-row views would cost more than the copy), their offsets stepped rather than recomputed."""
     N, C, H, W = x.shape
     nph = out.shape[1]
-    Hq = out.shape[3]
-    Wq = out.shape[4]
+    S = out.shape[2]
     xf = x.reshape(-1)
     of = out.reshape(-1)
     plane = Hq * Wq
@@ -1340,7 +1340,7 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
         # every plane copied whole (1x1 convolutions, gradients without padding): a block transpose, no memset
         for c in prange(C):
             for n in range(N):
-                o = (c * N + n) * plane
+                o = c * S + n * plane
                 xr = (n * C + c) * plane
                 of[o:o + plane] = xf[xr:xr + plane]
         return out
@@ -1354,7 +1354,7 @@ def gather_folded(x, out, phr, phc, sh, sw, pt, pl):
         qb = min(Wq, (W - 1 + pl - rw) // sw + 1)
         ha = max(0, (pt - rh + sh - 1) // sh)
         hb = min(Hq, (H - 1 + pt - rh) // sh + 1)
-        ob = t * N * plane
+        ob = t * S
         if qb <= qa or hb <= ha or qa > 0 or qb < Wq or ha > 0 or hb < Hq:
             of[ob:ob + N * plane] = 0  # some padding in this phase
         if qb <= qa or hb <= ha:

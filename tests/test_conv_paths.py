@@ -250,10 +250,11 @@ def _tile_reference(xs, toff, wmat, bias, P):
 
 @pytest.mark.parametrize("P", [5, 16, 40, 48, 97, 130])
 @pytest.mark.parametrize("Kp, KB", [(3, 144), (150, 144), (300, 64)])
-@pytest.mark.parametrize("cout", [8, 15])
-def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(P, Kp, KB, cout):
+@pytest.mark.parametrize("cout, cbg", [(8, 1), (15, 1), (40, 2), (40, 8)])
+def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(P, Kp, KB, cout, cbg):
     # one row of P positions: 48-wide tiles, then single vectors, the last one masked; taps in blocks of KB; the
-    # input ends exactly where the last tap's row ends (a masked load must not read past it)
+    # input ends exactly where the last tap's row ends (a masked load must not read past it); cbg blocks of 8
+    # channels per work item (40 channels in 2 blocks per item: the last item has one)
     rng = np.random.default_rng(P * 1000 + Kp + cout)
     toff = np.sort(rng.choice(4 * Kp + 50, size=Kp, replace=False)).astype(np.int64)
     xs = rng.standard_normal((1, int(toff.max()) + P)).astype(np.float32)
@@ -264,7 +265,7 @@ def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(P, Kp, KB, co
     assert np.array_equal(wp.transpose(0, 1, 3, 2).reshape(1, -1, Kp)[:, :cout], wmat)
     assert not wp.transpose(0, 1, 3, 2).reshape(1, -1, Kp)[:, cout:].any()
     out = np.full(cout * P, np.nan, np.float32)
-    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, cout, 0, P, P, 1, 0, 1, 1, KB)
+    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, cout, 0, P, P, 1, 0, 1, 1, KB, cbg)
     want = _tile_reference(xs[0], toff, wmat[0], bias.astype(np.float64), P)
     np.testing.assert_allclose(out.reshape(cout, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
 
@@ -312,6 +313,6 @@ def test_register_tile_reads_nothing_past_the_input():
     wp = _kernels.pack_tiles(wmat, np.empty((1, 1, Kp, 8), np.float32))
     bias = np.zeros(8, np.float32)
     out = np.empty(8 * P, np.float32)
-    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, 8, 0, P, P, 1, 0, 1, 1, 144)
+    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, 8, 0, P, P, 1, 0, 1, 1, 144, 1)
     want = _tile_reference(buf, toff, wmat[0], bias.astype(np.float64), P)
     np.testing.assert_allclose(out.reshape(8, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))

@@ -65,9 +65,10 @@ def _fwd_tasks(a) -> None:
     a("        P = min(oh1 * Wq, Pn) - p0")
 
 
-def _fwd_writeout(a, cob: int) -> None:
-    """acc (cob, LS), the block's wide rows, plus bias to ``out``: the valid columns of the valid rows."""
-    a(f"        for c in range({cob}):")
+def _fwd_writeout(a, count) -> None:
+    """acc (count, LS), the output channels c0.. of the item's wide rows, plus bias to ``out``: the valid columns
+    of the valid rows."""
+    a(f"        for c in range({count}):")
     a("            co = c0 + c")
     a("            if co < CoutG:")
     a("                oc = g * CoutG + co")
@@ -160,14 +161,15 @@ FWD_TILES = ((8, 3),)
 
 
 def _tile(a, cob: int, nv: int, pad: str, masked: bool = False) -> None:
-    """One register tile: ``cob`` channels x ``nv`` vectors of positions t.., the taps k0..k1 added to acc."""
+    """One register tile: ``cob`` channels (acc rows j..) x ``nv`` vectors of positions t.., the taps k0..k1 of
+    block cbi added to acc."""
     a(f"{pad}if k0 == 0:")
     for c in range(cob):
         for v in range(nv):
             a(f"{pad}    r{c}_{v} = vzero()")
     a(f"{pad}else:")
     for c in range(cob):
-        a(f"{pad}    ac = acc[{c}]")
+        a(f"{pad}    ac = acc[j + {c}]")
         for v in range(nv):
             a(f"{pad}    r{c}_{v} = vload(ac, t + {16 * v})")
     a(f"{pad}for k in range(k0, k1):")
@@ -179,7 +181,7 @@ def _tile(a, cob: int, nv: int, pad: str, masked: bool = False) -> None:
         for v in range(nv):
             a(f"{pad}    r{c}_{v} = vfma(r{c}_{v}, wv, x{v})")
     for c in range(cob):
-        a(f"{pad}ac = acc[{c}]")
+        a(f"{pad}ac = acc[j + {c}]")
         for v in range(nv):
             a(f"{pad}vstore(ac, t + {16 * v}, r{c}_{v})")
 
@@ -190,39 +192,48 @@ def _fwd_tiled(cob: int, nv: int) -> str:
     T = 16 * nv
     a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
     a(f"def fwd_r{cob}x{nv}(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv,")
-    a("        KB):")
+    a("        KB, CBG):")
     a(f'    """float32 forward correlation with a register tile of {cob} output channels x {T} positions (``_simd``):')
-    a("    the accumulators stay in registers over a block of ``KB`` taps (the block's weights and input rows stay in")
-    a("    L1), so each tap costs its input loads and one FMA per accumulator, no accumulator load or store.")
+    a("    the accumulators stay in registers over a block of ``KB`` taps, so each tap costs its input loads and one")
+    a(f"    FMA per accumulator. A work item covers ``CBG`` blocks of {cob} channels: for each block of taps and each")
+    a("    tile of positions its input rows (KB x T values, in L1) serve every block of channels before the next.")
     a("")
     a(f"    Same arguments and result as ``fwd_c8k4`` but the weights packed as wp[g, cb, k, c] = wt[g, cb*{cob} + c, k].")
     a('    """')
     a("    N = xs.shape[0]")
     a("    G = wp.shape[0]")
-    a("    ncob = wp.shape[1]")
+    a("    nblk = wp.shape[1]")
+    a("    ncob = (nblk + CBG - 1) // CBG")
     a("    Kp = wp.shape[2]")
     _fwd_tasks(a)
-    a(f"        buf = np.empty({cob} * LS + 32, dtype=xs.dtype)")
+    a("        cb0 = cb * CBG")
+    a("        cb1 = min(nblk, cb0 + CBG)")
+    a(f"        buf = np.empty(CBG * {cob} * LS + 32, dtype=xs.dtype)")
     a("        sh = ((-buf.ctypes.data) % 64) // buf.itemsize")
-    a(f"        acc = buf[sh:sh + {cob} * LS].reshape(({cob}, LS))")
+    a(f"        acc = buf[sh:sh + CBG * {cob} * LS].reshape((CBG * {cob}, LS))")
     a("        xb = xs[n]")
     a("        base = g * Cgs + p0")
-    a(f"        c0 = cb * {cob}")
-    a("        wb = wp[g, cb]")
+    a(f"        c0 = cb0 * {cob}")
     a("        for k0 in range(0, Kp, KB):")
     a("            k1 = min(Kp, k0 + KB)")
     a("            t = 0")
     a(f"            while t + {T} <= P:")
-    _tile(a, cob, nv, " " * 16)
+    a("                for cbi in range(cb0, cb1):")
+    a("                    wb = wp[g, cbi]")
+    a(f"                    j = (cbi - cb0) * {cob}")
+    _tile(a, cob, nv, " " * 20)
     a(f"                t += {T}")
     a("            while t < P:  # the tail: one vector at a time, the last one masked")
     a("                m = P - t")
-    a("                if m >= 16:")
-    _tile(a, cob, 1, " " * 20)
-    a("                else:")
-    _tile(a, cob, 1, " " * 20, masked=True)
+    a("                for cbi in range(cb0, cb1):")
+    a("                    wb = wp[g, cbi]")
+    a(f"                    j = (cbi - cb0) * {cob}")
+    a("                    if m >= 16:")
+    _tile(a, cob, 1, " " * 24)
+    a("                    else:")
+    _tile(a, cob, 1, " " * 24, masked=True)
     a("                t += 16")
-    _fwd_writeout(a, cob)
+    _fwd_writeout(a, f"(cb1 - cb0) * {cob}")
     a("    return out")
     return "\n".join(lines) + "\n"
 

@@ -705,16 +705,18 @@ def fwd_c1k25(xs, toff, wt, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv,
-        KB):
+        KB, CBG):
     """float32 forward correlation with a register tile of 8 output channels x 48 positions (``_simd``):
-    the accumulators stay in registers over a block of ``KB`` taps (the block's weights and input rows stay in
-    L1), so each tap costs its input loads and one FMA per accumulator, no accumulator load or store.
+    the accumulators stay in registers over a block of ``KB`` taps, so each tap costs its input loads and one
+    FMA per accumulator. A work item covers ``CBG`` blocks of 8 channels: for each block of taps and each
+    tile of positions its input rows (KB x T values, in L1) serve every block of channels before the next.
 
     Same arguments and result as ``fwd_c8k4`` but the weights packed as wp[g, cb, k, c] = wt[g, cb*8 + c, k].
     """
     N = xs.shape[0]
     G = wp.shape[0]
-    ncob = wp.shape[1]
+    nblk = wp.shape[1]
+    ncob = (nblk + CBG - 1) // CBG
     Kp = wp.shape[2]
     nch = (OH + R - 1) // R
     L = R * Wq
@@ -732,273 +734,280 @@ def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
         oh1 = min(OH, oh0 + R)
         p0 = oh0 * Wq
         P = min(oh1 * Wq, Pn) - p0
-        buf = np.empty(8 * LS + 32, dtype=xs.dtype)
+        cb0 = cb * CBG
+        cb1 = min(nblk, cb0 + CBG)
+        buf = np.empty(CBG * 8 * LS + 32, dtype=xs.dtype)
         sh = ((-buf.ctypes.data) % 64) // buf.itemsize
-        acc = buf[sh:sh + 8 * LS].reshape((8, LS))
+        acc = buf[sh:sh + CBG * 8 * LS].reshape((CBG * 8, LS))
         xb = xs[n]
         base = g * Cgs + p0
-        c0 = cb * 8
-        wb = wp[g, cb]
+        c0 = cb0 * 8
         for k0 in range(0, Kp, KB):
             k1 = min(Kp, k0 + KB)
             t = 0
             while t + 48 <= P:
-                if k0 == 0:
-                    r0_0 = vzero()
-                    r0_1 = vzero()
-                    r0_2 = vzero()
-                    r1_0 = vzero()
-                    r1_1 = vzero()
-                    r1_2 = vzero()
-                    r2_0 = vzero()
-                    r2_1 = vzero()
-                    r2_2 = vzero()
-                    r3_0 = vzero()
-                    r3_1 = vzero()
-                    r3_2 = vzero()
-                    r4_0 = vzero()
-                    r4_1 = vzero()
-                    r4_2 = vzero()
-                    r5_0 = vzero()
-                    r5_1 = vzero()
-                    r5_2 = vzero()
-                    r6_0 = vzero()
-                    r6_1 = vzero()
-                    r6_2 = vzero()
-                    r7_0 = vzero()
-                    r7_1 = vzero()
-                    r7_2 = vzero()
-                else:
-                    ac = acc[0]
-                    r0_0 = vload(ac, t + 0)
-                    r0_1 = vload(ac, t + 16)
-                    r0_2 = vload(ac, t + 32)
-                    ac = acc[1]
-                    r1_0 = vload(ac, t + 0)
-                    r1_1 = vload(ac, t + 16)
-                    r1_2 = vload(ac, t + 32)
-                    ac = acc[2]
-                    r2_0 = vload(ac, t + 0)
-                    r2_1 = vload(ac, t + 16)
-                    r2_2 = vload(ac, t + 32)
-                    ac = acc[3]
-                    r3_0 = vload(ac, t + 0)
-                    r3_1 = vload(ac, t + 16)
-                    r3_2 = vload(ac, t + 32)
-                    ac = acc[4]
-                    r4_0 = vload(ac, t + 0)
-                    r4_1 = vload(ac, t + 16)
-                    r4_2 = vload(ac, t + 32)
-                    ac = acc[5]
-                    r5_0 = vload(ac, t + 0)
-                    r5_1 = vload(ac, t + 16)
-                    r5_2 = vload(ac, t + 32)
-                    ac = acc[6]
-                    r6_0 = vload(ac, t + 0)
-                    r6_1 = vload(ac, t + 16)
-                    r6_2 = vload(ac, t + 32)
-                    ac = acc[7]
-                    r7_0 = vload(ac, t + 0)
-                    r7_1 = vload(ac, t + 16)
-                    r7_2 = vload(ac, t + 32)
-                for k in range(k0, k1):
-                    o = base + toff[k] + t
-                    x0 = vload(xb, o + 0)
-                    x1 = vload(xb, o + 16)
-                    x2 = vload(xb, o + 32)
-                    wv = wb[k, 0]
-                    r0_0 = vfma(r0_0, wv, x0)
-                    r0_1 = vfma(r0_1, wv, x1)
-                    r0_2 = vfma(r0_2, wv, x2)
-                    wv = wb[k, 1]
-                    r1_0 = vfma(r1_0, wv, x0)
-                    r1_1 = vfma(r1_1, wv, x1)
-                    r1_2 = vfma(r1_2, wv, x2)
-                    wv = wb[k, 2]
-                    r2_0 = vfma(r2_0, wv, x0)
-                    r2_1 = vfma(r2_1, wv, x1)
-                    r2_2 = vfma(r2_2, wv, x2)
-                    wv = wb[k, 3]
-                    r3_0 = vfma(r3_0, wv, x0)
-                    r3_1 = vfma(r3_1, wv, x1)
-                    r3_2 = vfma(r3_2, wv, x2)
-                    wv = wb[k, 4]
-                    r4_0 = vfma(r4_0, wv, x0)
-                    r4_1 = vfma(r4_1, wv, x1)
-                    r4_2 = vfma(r4_2, wv, x2)
-                    wv = wb[k, 5]
-                    r5_0 = vfma(r5_0, wv, x0)
-                    r5_1 = vfma(r5_1, wv, x1)
-                    r5_2 = vfma(r5_2, wv, x2)
-                    wv = wb[k, 6]
-                    r6_0 = vfma(r6_0, wv, x0)
-                    r6_1 = vfma(r6_1, wv, x1)
-                    r6_2 = vfma(r6_2, wv, x2)
-                    wv = wb[k, 7]
-                    r7_0 = vfma(r7_0, wv, x0)
-                    r7_1 = vfma(r7_1, wv, x1)
-                    r7_2 = vfma(r7_2, wv, x2)
-                ac = acc[0]
-                vstore(ac, t + 0, r0_0)
-                vstore(ac, t + 16, r0_1)
-                vstore(ac, t + 32, r0_2)
-                ac = acc[1]
-                vstore(ac, t + 0, r1_0)
-                vstore(ac, t + 16, r1_1)
-                vstore(ac, t + 32, r1_2)
-                ac = acc[2]
-                vstore(ac, t + 0, r2_0)
-                vstore(ac, t + 16, r2_1)
-                vstore(ac, t + 32, r2_2)
-                ac = acc[3]
-                vstore(ac, t + 0, r3_0)
-                vstore(ac, t + 16, r3_1)
-                vstore(ac, t + 32, r3_2)
-                ac = acc[4]
-                vstore(ac, t + 0, r4_0)
-                vstore(ac, t + 16, r4_1)
-                vstore(ac, t + 32, r4_2)
-                ac = acc[5]
-                vstore(ac, t + 0, r5_0)
-                vstore(ac, t + 16, r5_1)
-                vstore(ac, t + 32, r5_2)
-                ac = acc[6]
-                vstore(ac, t + 0, r6_0)
-                vstore(ac, t + 16, r6_1)
-                vstore(ac, t + 32, r6_2)
-                ac = acc[7]
-                vstore(ac, t + 0, r7_0)
-                vstore(ac, t + 16, r7_1)
-                vstore(ac, t + 32, r7_2)
-                t += 48
-            while t < P:  # the tail: one vector at a time, the last one masked
-                m = P - t
-                if m >= 16:
+                for cbi in range(cb0, cb1):
+                    wb = wp[g, cbi]
+                    j = (cbi - cb0) * 8
                     if k0 == 0:
                         r0_0 = vzero()
+                        r0_1 = vzero()
+                        r0_2 = vzero()
                         r1_0 = vzero()
+                        r1_1 = vzero()
+                        r1_2 = vzero()
                         r2_0 = vzero()
+                        r2_1 = vzero()
+                        r2_2 = vzero()
                         r3_0 = vzero()
+                        r3_1 = vzero()
+                        r3_2 = vzero()
                         r4_0 = vzero()
+                        r4_1 = vzero()
+                        r4_2 = vzero()
                         r5_0 = vzero()
+                        r5_1 = vzero()
+                        r5_2 = vzero()
                         r6_0 = vzero()
+                        r6_1 = vzero()
+                        r6_2 = vzero()
                         r7_0 = vzero()
+                        r7_1 = vzero()
+                        r7_2 = vzero()
                     else:
-                        ac = acc[0]
+                        ac = acc[j + 0]
                         r0_0 = vload(ac, t + 0)
-                        ac = acc[1]
+                        r0_1 = vload(ac, t + 16)
+                        r0_2 = vload(ac, t + 32)
+                        ac = acc[j + 1]
                         r1_0 = vload(ac, t + 0)
-                        ac = acc[2]
+                        r1_1 = vload(ac, t + 16)
+                        r1_2 = vload(ac, t + 32)
+                        ac = acc[j + 2]
                         r2_0 = vload(ac, t + 0)
-                        ac = acc[3]
+                        r2_1 = vload(ac, t + 16)
+                        r2_2 = vload(ac, t + 32)
+                        ac = acc[j + 3]
                         r3_0 = vload(ac, t + 0)
-                        ac = acc[4]
+                        r3_1 = vload(ac, t + 16)
+                        r3_2 = vload(ac, t + 32)
+                        ac = acc[j + 4]
                         r4_0 = vload(ac, t + 0)
-                        ac = acc[5]
+                        r4_1 = vload(ac, t + 16)
+                        r4_2 = vload(ac, t + 32)
+                        ac = acc[j + 5]
                         r5_0 = vload(ac, t + 0)
-                        ac = acc[6]
+                        r5_1 = vload(ac, t + 16)
+                        r5_2 = vload(ac, t + 32)
+                        ac = acc[j + 6]
                         r6_0 = vload(ac, t + 0)
-                        ac = acc[7]
+                        r6_1 = vload(ac, t + 16)
+                        r6_2 = vload(ac, t + 32)
+                        ac = acc[j + 7]
                         r7_0 = vload(ac, t + 0)
+                        r7_1 = vload(ac, t + 16)
+                        r7_2 = vload(ac, t + 32)
                     for k in range(k0, k1):
                         o = base + toff[k] + t
                         x0 = vload(xb, o + 0)
+                        x1 = vload(xb, o + 16)
+                        x2 = vload(xb, o + 32)
                         wv = wb[k, 0]
                         r0_0 = vfma(r0_0, wv, x0)
+                        r0_1 = vfma(r0_1, wv, x1)
+                        r0_2 = vfma(r0_2, wv, x2)
                         wv = wb[k, 1]
                         r1_0 = vfma(r1_0, wv, x0)
+                        r1_1 = vfma(r1_1, wv, x1)
+                        r1_2 = vfma(r1_2, wv, x2)
                         wv = wb[k, 2]
                         r2_0 = vfma(r2_0, wv, x0)
+                        r2_1 = vfma(r2_1, wv, x1)
+                        r2_2 = vfma(r2_2, wv, x2)
                         wv = wb[k, 3]
                         r3_0 = vfma(r3_0, wv, x0)
+                        r3_1 = vfma(r3_1, wv, x1)
+                        r3_2 = vfma(r3_2, wv, x2)
                         wv = wb[k, 4]
                         r4_0 = vfma(r4_0, wv, x0)
+                        r4_1 = vfma(r4_1, wv, x1)
+                        r4_2 = vfma(r4_2, wv, x2)
                         wv = wb[k, 5]
                         r5_0 = vfma(r5_0, wv, x0)
+                        r5_1 = vfma(r5_1, wv, x1)
+                        r5_2 = vfma(r5_2, wv, x2)
                         wv = wb[k, 6]
                         r6_0 = vfma(r6_0, wv, x0)
+                        r6_1 = vfma(r6_1, wv, x1)
+                        r6_2 = vfma(r6_2, wv, x2)
                         wv = wb[k, 7]
                         r7_0 = vfma(r7_0, wv, x0)
-                    ac = acc[0]
+                        r7_1 = vfma(r7_1, wv, x1)
+                        r7_2 = vfma(r7_2, wv, x2)
+                    ac = acc[j + 0]
                     vstore(ac, t + 0, r0_0)
-                    ac = acc[1]
+                    vstore(ac, t + 16, r0_1)
+                    vstore(ac, t + 32, r0_2)
+                    ac = acc[j + 1]
                     vstore(ac, t + 0, r1_0)
-                    ac = acc[2]
+                    vstore(ac, t + 16, r1_1)
+                    vstore(ac, t + 32, r1_2)
+                    ac = acc[j + 2]
                     vstore(ac, t + 0, r2_0)
-                    ac = acc[3]
+                    vstore(ac, t + 16, r2_1)
+                    vstore(ac, t + 32, r2_2)
+                    ac = acc[j + 3]
                     vstore(ac, t + 0, r3_0)
-                    ac = acc[4]
+                    vstore(ac, t + 16, r3_1)
+                    vstore(ac, t + 32, r3_2)
+                    ac = acc[j + 4]
                     vstore(ac, t + 0, r4_0)
-                    ac = acc[5]
+                    vstore(ac, t + 16, r4_1)
+                    vstore(ac, t + 32, r4_2)
+                    ac = acc[j + 5]
                     vstore(ac, t + 0, r5_0)
-                    ac = acc[6]
+                    vstore(ac, t + 16, r5_1)
+                    vstore(ac, t + 32, r5_2)
+                    ac = acc[j + 6]
                     vstore(ac, t + 0, r6_0)
-                    ac = acc[7]
+                    vstore(ac, t + 16, r6_1)
+                    vstore(ac, t + 32, r6_2)
+                    ac = acc[j + 7]
                     vstore(ac, t + 0, r7_0)
-                else:
-                    if k0 == 0:
-                        r0_0 = vzero()
-                        r1_0 = vzero()
-                        r2_0 = vzero()
-                        r3_0 = vzero()
-                        r4_0 = vzero()
-                        r5_0 = vzero()
-                        r6_0 = vzero()
-                        r7_0 = vzero()
+                    vstore(ac, t + 16, r7_1)
+                    vstore(ac, t + 32, r7_2)
+                t += 48
+            while t < P:  # the tail: one vector at a time, the last one masked
+                m = P - t
+                for cbi in range(cb0, cb1):
+                    wb = wp[g, cbi]
+                    j = (cbi - cb0) * 8
+                    if m >= 16:
+                        if k0 == 0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                            r4_0 = vzero()
+                            r5_0 = vzero()
+                            r6_0 = vzero()
+                            r7_0 = vzero()
+                        else:
+                            ac = acc[j + 0]
+                            r0_0 = vload(ac, t + 0)
+                            ac = acc[j + 1]
+                            r1_0 = vload(ac, t + 0)
+                            ac = acc[j + 2]
+                            r2_0 = vload(ac, t + 0)
+                            ac = acc[j + 3]
+                            r3_0 = vload(ac, t + 0)
+                            ac = acc[j + 4]
+                            r4_0 = vload(ac, t + 0)
+                            ac = acc[j + 5]
+                            r5_0 = vload(ac, t + 0)
+                            ac = acc[j + 6]
+                            r6_0 = vload(ac, t + 0)
+                            ac = acc[j + 7]
+                            r7_0 = vload(ac, t + 0)
+                        for k in range(k0, k1):
+                            o = base + toff[k] + t
+                            x0 = vload(xb, o + 0)
+                            wv = wb[k, 0]
+                            r0_0 = vfma(r0_0, wv, x0)
+                            wv = wb[k, 1]
+                            r1_0 = vfma(r1_0, wv, x0)
+                            wv = wb[k, 2]
+                            r2_0 = vfma(r2_0, wv, x0)
+                            wv = wb[k, 3]
+                            r3_0 = vfma(r3_0, wv, x0)
+                            wv = wb[k, 4]
+                            r4_0 = vfma(r4_0, wv, x0)
+                            wv = wb[k, 5]
+                            r5_0 = vfma(r5_0, wv, x0)
+                            wv = wb[k, 6]
+                            r6_0 = vfma(r6_0, wv, x0)
+                            wv = wb[k, 7]
+                            r7_0 = vfma(r7_0, wv, x0)
+                        ac = acc[j + 0]
+                        vstore(ac, t + 0, r0_0)
+                        ac = acc[j + 1]
+                        vstore(ac, t + 0, r1_0)
+                        ac = acc[j + 2]
+                        vstore(ac, t + 0, r2_0)
+                        ac = acc[j + 3]
+                        vstore(ac, t + 0, r3_0)
+                        ac = acc[j + 4]
+                        vstore(ac, t + 0, r4_0)
+                        ac = acc[j + 5]
+                        vstore(ac, t + 0, r5_0)
+                        ac = acc[j + 6]
+                        vstore(ac, t + 0, r6_0)
+                        ac = acc[j + 7]
+                        vstore(ac, t + 0, r7_0)
                     else:
-                        ac = acc[0]
-                        r0_0 = vload(ac, t + 0)
-                        ac = acc[1]
-                        r1_0 = vload(ac, t + 0)
-                        ac = acc[2]
-                        r2_0 = vload(ac, t + 0)
-                        ac = acc[3]
-                        r3_0 = vload(ac, t + 0)
-                        ac = acc[4]
-                        r4_0 = vload(ac, t + 0)
-                        ac = acc[5]
-                        r5_0 = vload(ac, t + 0)
-                        ac = acc[6]
-                        r6_0 = vload(ac, t + 0)
-                        ac = acc[7]
-                        r7_0 = vload(ac, t + 0)
-                    for k in range(k0, k1):
-                        o = base + toff[k] + t
-                        x0 = vload_n(xb, o, m)
-                        wv = wb[k, 0]
-                        r0_0 = vfma(r0_0, wv, x0)
-                        wv = wb[k, 1]
-                        r1_0 = vfma(r1_0, wv, x0)
-                        wv = wb[k, 2]
-                        r2_0 = vfma(r2_0, wv, x0)
-                        wv = wb[k, 3]
-                        r3_0 = vfma(r3_0, wv, x0)
-                        wv = wb[k, 4]
-                        r4_0 = vfma(r4_0, wv, x0)
-                        wv = wb[k, 5]
-                        r5_0 = vfma(r5_0, wv, x0)
-                        wv = wb[k, 6]
-                        r6_0 = vfma(r6_0, wv, x0)
-                        wv = wb[k, 7]
-                        r7_0 = vfma(r7_0, wv, x0)
-                    ac = acc[0]
-                    vstore(ac, t + 0, r0_0)
-                    ac = acc[1]
-                    vstore(ac, t + 0, r1_0)
-                    ac = acc[2]
-                    vstore(ac, t + 0, r2_0)
-                    ac = acc[3]
-                    vstore(ac, t + 0, r3_0)
-                    ac = acc[4]
-                    vstore(ac, t + 0, r4_0)
-                    ac = acc[5]
-                    vstore(ac, t + 0, r5_0)
-                    ac = acc[6]
-                    vstore(ac, t + 0, r6_0)
-                    ac = acc[7]
-                    vstore(ac, t + 0, r7_0)
+                        if k0 == 0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                            r4_0 = vzero()
+                            r5_0 = vzero()
+                            r6_0 = vzero()
+                            r7_0 = vzero()
+                        else:
+                            ac = acc[j + 0]
+                            r0_0 = vload(ac, t + 0)
+                            ac = acc[j + 1]
+                            r1_0 = vload(ac, t + 0)
+                            ac = acc[j + 2]
+                            r2_0 = vload(ac, t + 0)
+                            ac = acc[j + 3]
+                            r3_0 = vload(ac, t + 0)
+                            ac = acc[j + 4]
+                            r4_0 = vload(ac, t + 0)
+                            ac = acc[j + 5]
+                            r5_0 = vload(ac, t + 0)
+                            ac = acc[j + 6]
+                            r6_0 = vload(ac, t + 0)
+                            ac = acc[j + 7]
+                            r7_0 = vload(ac, t + 0)
+                        for k in range(k0, k1):
+                            o = base + toff[k] + t
+                            x0 = vload_n(xb, o, m)
+                            wv = wb[k, 0]
+                            r0_0 = vfma(r0_0, wv, x0)
+                            wv = wb[k, 1]
+                            r1_0 = vfma(r1_0, wv, x0)
+                            wv = wb[k, 2]
+                            r2_0 = vfma(r2_0, wv, x0)
+                            wv = wb[k, 3]
+                            r3_0 = vfma(r3_0, wv, x0)
+                            wv = wb[k, 4]
+                            r4_0 = vfma(r4_0, wv, x0)
+                            wv = wb[k, 5]
+                            r5_0 = vfma(r5_0, wv, x0)
+                            wv = wb[k, 6]
+                            r6_0 = vfma(r6_0, wv, x0)
+                            wv = wb[k, 7]
+                            r7_0 = vfma(r7_0, wv, x0)
+                        ac = acc[j + 0]
+                        vstore(ac, t + 0, r0_0)
+                        ac = acc[j + 1]
+                        vstore(ac, t + 0, r1_0)
+                        ac = acc[j + 2]
+                        vstore(ac, t + 0, r2_0)
+                        ac = acc[j + 3]
+                        vstore(ac, t + 0, r3_0)
+                        ac = acc[j + 4]
+                        vstore(ac, t + 0, r4_0)
+                        ac = acc[j + 5]
+                        vstore(ac, t + 0, r5_0)
+                        ac = acc[j + 6]
+                        vstore(ac, t + 0, r6_0)
+                        ac = acc[j + 7]
+                        vstore(ac, t + 0, r7_0)
                 t += 16
-        for c in range(8):
+        for c in range((cb1 - cb0) * 8):
             co = c0 + c
             if co < CoutG:
                 oc = g * CoutG + co

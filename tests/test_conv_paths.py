@@ -270,6 +270,12 @@ def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(P, Kp, KB, co
     np.testing.assert_allclose(out.reshape(cout, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
 
 
+@pytest.mark.parametrize("n", [1, 16, 17, 128, 512, 4096, 4100])
+def test_folded_planes_an_odd_number_of_cache_lines_apart(n):
+    stride = K.plane_stride(n)
+    assert n <= stride <= n + 32 and stride % 16 == 0 and (stride // 16) % 2 == 1
+
+
 def test_register_tile_only_for_float32_blocks_of_8():
     assert K.use_register_tile(np.float32, 8)
     assert not K.use_register_tile(np.float64, 8) and not K.use_register_tile(np.float32, 4)

@@ -31,8 +31,8 @@ from cnntool.conv import _nhwc
 #: Target number of wide-row positions per forward work item (keeps the accumulator block in L1).
 _FWD_POSITIONS = 1024
 #: Input bytes one forward work item may read (its rows of every plane its taps read): they stay in the core's L2
-#: while every block of output channels reuses them (measured: ResNet-18's 4x4-map layer, im2col, 2.3x faster
-#: forward than with one work item of all 512 positions, whose 4.7 MB every block streamed from memory).
+#: while every block of output channels reuses them (measured: ResNet-18's 4x4-map layer, im2col, 1.2-1.6x faster
+#: forward than with one work item of all 512 positions, whose 4.7 MB every block streamed from L3).
 FWD_L2_BYTES = 1 << 20
 #: ...but at least this many positions per work item (two register tiles and a tail).
 _FWD_MIN_POSITIONS = 112
@@ -218,7 +218,7 @@ def _run_fwd(src, toff, wmat, bias, out_flat, *, Cgs, Wq, OH, OW, Pn, CoutG, gro
     ncob = -(-CoutG // cob)
     tiled = use_register_tile(src.dtype, cob)
     if tiled:
-        wt = K.pack_tiles(np.ascontiguousarray(wmat), np.empty((groups, ncob, wmat.shape[2], cob), src.dtype))
+        wt = K.pack_tiles(np.ascontiguousarray(wmat), POOL.take((groups, ncob, wmat.shape[2], cob), src.dtype))
     elif ncob * cob == CoutG and wmat.flags.c_contiguous:
         wt = wmat
     else:
@@ -240,6 +240,7 @@ def _run_fwd(src, toff, wmat, bias, out_flat, *, Cgs, Wq, OH, OW, Pn, CoutG, gro
     args = (src, toff, wt, bias, out_flat, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv)
     if tiled:
         K.fwd_r8x3(*args, TILE_TAPS, cbg)
+        POOL.give(wt)
     else:
         _fwd_kernel(cob, wmat.shape[2])(*args)
 
@@ -263,7 +264,7 @@ class Saved:
 def plane_stride(n: int) -> int:
     """Elements between two folded planes of ``n`` elements: an odd number of 16-element (64-byte) cache lines.
     A power-of-two stride maps the same row of every plane to the same cache sets: im2col rows of 512 positions
-    (ResNet-18's 4x4 maps, batch 32) ran the forward at half speed, 144 taps' rows fighting over 8 sets of L1."""
+    (ResNet-18's 4x4 maps, batch 32) made the forward 1.6x slower, 144 taps' rows fighting over 8 sets of L1."""
     lines = -(-n // 16)
     return 16 * (lines + 1 - lines % 2)
 

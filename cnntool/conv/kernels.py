@@ -27,6 +27,7 @@ import numpy as np
 
 from cnntool.conv import _kernels as K
 from cnntool.conv import _nhwc
+from cnntool.conv._numba_setup import AVX512
 
 #: Target number of wide-row positions per forward work item (keeps the accumulator block in L1).
 _FWD_POSITIONS = 1024
@@ -192,9 +193,9 @@ TILE_BLOCKS = 16
 
 
 def use_register_tile(dtype, cob: int) -> bool:
-    """The register-tiled forward ``fwd_r8x3`` (float32, blocks of 8 output channels) instead of ``fwd_c8k4``,
-    whose accumulators live in memory."""
-    return np.dtype(dtype) == np.float32 and cob == 8
+    """The register-tiled forward ``fwd_r8x3`` (float32, blocks of 8 output channels, an AVX-512 host) instead of
+    ``fwd_c8k4``, whose accumulators live in memory."""
+    return AVX512 and np.dtype(dtype) == np.float32 and cob == 8
 
 
 def fold_batch(N: int, rows: int, Wq: int) -> bool:

@@ -15,34 +15,39 @@ import os
 FASTMATH = {"contract", "reassoc", "nsz", "arcp", "afn"}
 
 
-def _host_has_avx512() -> bool:
+def _host_features() -> str:
+    """LLVM's feature string of this CPU ("+avx512f,+fma,..."), empty where it cannot be queried."""
     try:
         import llvmlite.binding as ll
 
-        return "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
-    except Exception:  # noqa: BLE001 - a missing feature query means: assume none
-        return False
+        return ll.get_host_cpu_features().flatten()
+    except Exception:  # noqa: BLE001 - tuning only; never fail the import for it
+        return ""
 
 
-#: The host has AVX-512's 32 vector registers: the register-tiled kernels' 24 accumulators fit (with AVX2's 16
-#: they would spill, so those kernels are not chosen there).
-AVX512 = _host_has_avx512()
+def _target_features() -> str:
+    """The features Numba compiles for: the pinned ones, else (no CPU name pinned either) the host's."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        return config.CPU_FEATURES
+    return "" if config.CPU_NAME else _host_features()
 
 
 def _prefer_512_bit_vectors() -> None:
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         return
-    try:
-        import llvmlite.binding as ll
-        from numba.core import config
+    from numba.core import config
 
-        if config.CPU_FEATURES or config.CPU_NAME:
-            return
-        features = ll.get_host_cpu_features().flatten()
-    except Exception:  # noqa: BLE001 - tuning only; never fail the import for it
+    if config.CPU_FEATURES or config.CPU_NAME:
         return
+    features = _host_features()
     if "+avx512f" in features.split(","):
         config.CPU_FEATURES = features + ",-prefer-256-bit"
 
 
 _prefer_512_bit_vectors()
+
+#: The kernels are compiled for AVX-512's 32 vector registers: the register-tiled kernels' 24 accumulators fit
+#: (with AVX2's 16 they would spill, so those kernels are not chosen there).
+AVX512 = "+avx512f" in _target_features().split(",")

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import cnntool.conv as cc
-from cnntool.conv import _kernels
+from cnntool.conv import _kernels, _nhwc
+from cnntool.conv import channels_last as CL
 from cnntool.conv import kernels as K
 from cnntool.conv.function import make_geometry
 
@@ -190,8 +191,11 @@ def test_fused_depthwise_reports_an_in_place_change_of_its_input_like_torch():
             y.sum().backward()
 
 
-def test_tiny_maps_folded_like_resnet_stage4():
-    # 2x2 and 1x1 feature maps with many channels: the batch is folded into one tall image
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tiny_maps_folded_like_resnet_stage4(channels_last, monkeypatch):
+    # 2x2 and 1x1 feature maps with many channels: the batch is folded into one tall image (or, float32 on
+    # AVX-512, the channels-last GEMM)
+    monkeypatch.setattr(CL, "AVX512", channels_last)
     _check((8, 64, 2, 2), (32, 64, 3, 3), padding=1)
     _check((8, 64, 4, 4), (32, 64, 3, 3), padding=1, stride=2)
     _check((5, 16, 1, 1), (8, 16, 1, 1))
@@ -326,3 +330,102 @@ def test_register_tile_reads_nothing_past_the_input():
     _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, 8, 0, P, P, 1, 0, 1, 1, 144, 1)
     want = _tile_reference(buf, toff, wmat[0], bias.astype(np.float64), P)
     np.testing.assert_allclose(out.reshape(8, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
+
+
+CHANNELS_LAST = [
+    (dict(padding=1), (4, 32, 8, 8), (64, 32, 3, 3)),                 # tile 64 x 6
+    (dict(padding=1, stride=2), (3, 40, 5, 7), (24, 40, 3, 3)),       # tile 32 x 12, odd map, C/Cout tails
+    (dict(stride=2), (2, 16, 6, 6), (48, 16, 1, 1)),                  # tile 48 x 8; 1x1 s2: phases without taps
+    (dict(padding=2, dilation=2), (2, 24, 9, 9), (40, 24, 3, 3)),
+    (dict(padding=(1, 0), stride=(2, 3), dilation=(1, 2)), (2, 17, 7, 5), (19, 17, 3, 2)),
+    (dict(padding=1, stride=3), (1, 20, 10, 8), (100, 20, 2, 4)),    # stride > kernel: inputs no tap reaches
+    (dict(padding=2), (1, 20, 3, 3), (100, 20, 5, 5)),                # batch 1, kernel larger than the map
+    (dict(padding=1), (6, 130, 2, 2), (70, 130, 3, 3)),               # C over one KC block, 2x2 map
+]
+
+
+@pytest.mark.parametrize("kw, xshape, wshape", CHANNELS_LAST)
+def test_channels_last_gemm_matches_torch(kw, xshape, wshape, monkeypatch):
+    monkeypatch.setattr(CL, "AVX512", True)  # the path on any host (LLVM splits the vectors where needed)
+    x = torch.empty(xshape)
+    assert CL.use_channels_last(make_geometry(x, torch.empty(wshape), None, kw.get("stride", 1),
+                                              kw.get("padding", 0), kw.get("dilation", 1), 1), np.float32)
+    _check(xshape, wshape, torch.float32, **kw)
+
+
+def test_channels_last_gradients_one_at_a_time(monkeypatch):
+    # grad-weight alone converts the output gradient itself; grad-input alone leaves nothing behind
+    monkeypatch.setattr(CL, "AVX512", True)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 24, 5, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(32, 24, 3, 3, generator=g, dtype=torch.float64) / 15
+    gy = torch.randn(3, 32, 3, 3, generator=g, dtype=torch.float64)
+    for wrt in ("x", "w"):
+        xr, wr = x.clone().requires_grad_(wrt == "x"), w.clone().requires_grad_(wrt == "w")
+        xf, wf = x.float().requires_grad_(wrt == "x"), w.float().requires_grad_(wrt == "w")
+        want = torch.autograd.grad(F.conv2d(xr, wr, stride=2, padding=1), xr if wrt == "x" else wr, gy)[0]
+        got = torch.autograd.grad(cc.conv2d(xf, wf, stride=2, padding=1), xf if wrt == "x" else wf, gy.float())[0]
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 * (1 + want.abs().max().item()))
+
+
+def test_channels_last_grad_weight_adds_position_ranges(monkeypatch):
+    # many partial sums (one per range of positions) give the same gradient as one
+    monkeypatch.setattr(CL, "AVX512", True)
+    monkeypatch.setattr(CL, "GW_MIN_RANGE", 7)
+    _check((5, 20, 6, 7), (36, 20, 3, 3), torch.float32, padding=1)
+
+
+def test_channels_last_choice(monkeypatch):
+    monkeypatch.setattr(CL, "AVX512", True)
+
+    def geo(xshape, wshape, groups=1, padding=1):
+        return make_geometry(torch.empty(xshape), torch.empty(wshape), None, 1, padding, 1, groups)
+
+    assert CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
+    assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float64)
+    assert not CL.use_channels_last(geo((2, 64, 17, 16), (64, 64, 3, 3)), np.float32)  # 272 positions
+    assert not CL.use_channels_last(geo((2, 64, 8, 8), (64, 32, 3, 3), groups=2), np.float32)
+    assert not CL.use_channels_last(geo((2, 8, 8, 8), (64, 8, 3, 3)), np.float32)
+    assert not CL.use_channels_last(geo((2, 64, 8, 8), (8, 64, 3, 3)), np.float32)
+    monkeypatch.setattr(CL, "AVX512", False)
+    assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
+
+
+@pytest.mark.parametrize("channels, width", [(128, 64), (512, 64), (96, 48), (40, 48), (24, 32), (20, 32),
+                                             (16, 32), (160, 32), (100, 64)])
+def test_channels_last_tile_pads_least(channels, width):
+    assert CL.tile_width(channels) == width
+    pad = -(-channels // width) * width
+    assert all(pad <= -(-channels // w) * w for w in CL.TILES)
+
+
+@pytest.mark.parametrize("by_input", [False, True])
+def test_pack_cl_layouts(by_input):
+    rng = np.random.default_rng(1)
+    w3 = rng.standard_normal((19, 13, 6)).astype(np.float32)  # Cout, Cin, taps
+    taps = np.array([4, 0, 5], np.int64)
+    lanes, K_ = (13, 19) if by_input else (19, 13)
+    out = np.full((-(-lanes // 16), len(taps), K_, 16), np.nan, np.float32)
+    _nhwc.pack_cl(w3, taps, out, by_input)
+    src = w3.transpose(1, 0, 2) if by_input else w3  # (lanes, K, taps)
+    padded = np.zeros((out.shape[0] * 16, K_, len(taps)), np.float32)
+    padded[:lanes] = src[:, :, taps]
+    np.testing.assert_array_equal(out, padded.reshape(out.shape[0], 16, K_, len(taps)).transpose(0, 3, 2, 1))
+
+
+def test_sum_cl_parts_adds_and_reorders():
+    rng = np.random.default_rng(2)
+    part = rng.standard_normal((3, 4, 21, 40)).astype(np.float32)  # ranges, taps, Cp, Cop (padded)
+    out = np.empty((35, 17, 4), np.float32)
+    _nhwc.sum_cl_parts(part, out)
+    want = part.astype(np.float64).sum(0)[:, :17, :35].transpose(2, 1, 0)
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+
+
+def test_to_nhwc_zeroes_border_and_spare_channels():
+    x = np.random.default_rng(4).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    xp = np.full((2, 7, 6, 8), np.nan, np.float32)
+    _nhwc.to_nhwc(x, xp, 2, 1)
+    want = np.zeros_like(xp)
+    want[:, 2:6, 1:6, :3] = x.transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(xp, want)

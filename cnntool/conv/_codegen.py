@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
-from cnntool.conv._simd import vfma, vload, vload_n, vstore, vzero
+from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vzero
 
 '''
 
@@ -306,6 +306,132 @@ def _gw(cob: int, kb: int) -> str:
     for c in range(cob):
         a(f"                    dw[g, c0 + {c}, k] += t{c}")
     a("    return dw")
+    return "\n".join(lines) + "\n"
+
+
+#: Channels-last register tiles: (vectors of 16 output channels, positions (forward) / input channels
+#: (grad-weight) per tile); each holds 24 accumulators, leaving 8 of AVX-512's 32 registers for operands.
+CL_TILES = ((4, 6), (3, 8), (2, 12))
+
+
+def _cl_fwd(nv: int, count: int) -> str:
+    lines = []
+    a = lines.append
+    W = 16 * nv
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def cl_fwd_{W}x{count}(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):")
+    a(f'    """Channels-last correlation as an indirect GEMM with a register tile of {W} output channels x {count}')
+    a("    positions: out[ooff[p] + co] = bias[co] + sum over taps t and channels ci < C of")
+    a(f"    wp[((cb*T + t)*C + ci)*{W} + co % {W}] * x[xoff[p] + toff[t] + ci], cb = co // {W}.")
+    a("")
+    a("    Position p reads its receptive field through ``xoff[p]`` and the tap offsets, so stride, dilation and")
+    a("    padding (a zero border in ``x``) cost nothing and no position is computed only to be dropped. The")
+    a(f"    weights (one vector load per {16} channels) are reused by {count} broadcast input values; a block of ``KC``")
+    a("    channels of one tap keeps its weights in L1 while ``PT`` tiles of positions pass. len(xoff) is a")
+    a(f"    multiple of {count} (callers pad it with dummy positions whose ``ooff`` points at scratch rows).")
+    a('    """')
+    a(f"    W = {W}")
+    a("    P = xoff.shape[0]")
+    a("    T = toff.shape[0]")
+    a("    nb = bias.shape[0] // W")
+    a(f"    ntile = P // {count}")
+    a("    nit = (ntile + PT - 1) // PT")
+    a("    for task in prange(nb * nit):")
+    a("        cb = task % nb  # blocks of one range of positions side by side: they share its input rows in L2")
+    a("        i0 = (task // nb) * PT")
+    a("        i1 = min(ntile, i0 + PT)")
+    a("        co = cb * W")
+    a("        for t in range(T):")
+    a("            tt = toff[t]")
+    a("            for c0 in range(0, C, KC):")
+    a("                c1 = min(C, c0 + KC)")
+    a("                first = t == 0 and c0 == 0")
+    a("                wo = (cb * T + t) * C * W")
+    a("                for i in range(i0, i1):")
+    a(f"                    p = i * {count}")
+    for j in range(count):
+        a(f"                    b{j} = xoff[p + {j}] + tt")
+        a(f"                    q{j} = ooff[p + {j}] + co")
+    a("                    if first:")
+    for v in range(nv):
+        a(f"                        bv{v} = vload(bias, co + {16 * v})")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                        r{j}_{v} = bv{v}")
+    a("                    else:")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vload(out, q{j} + {16 * v})")
+    a("                    for ci in range(c0, c1):")
+    a("                        wk = wo + ci * W")
+    for v in range(nv):
+        a(f"                        w{v} = vload(wp, wk + {16 * v})")
+    for j in range(count):
+        a(f"                        xv = vbcast(x, b{j} + ci)")
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vmad(r{j}_{v}, xv, w{v})")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                    vstore(out, q{j} + {16 * v}, r{j}_{v})")
+    a("    return out")
+    return "\n".join(lines) + "\n"
+
+
+def _cl_gw(nv: int, count: int) -> str:
+    lines = []
+    a = lines.append
+    W = 16 * nv
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def cl_gw_{W}x{count}(x, xoff, toff, Cp, gy, gyoff, part, PC):")
+    a(f'    """Channels-last weight gradient with a register tile of {W} output channels x {count} input channels:')
+    a("    part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of")
+    a("    gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into")
+    a("    part.shape[0] even ranges, summed by the caller).")
+    a("")
+    a("    The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for")
+    a(f"    ``PC`` positions at a time: per position {nv} vector loads of gy, {count} broadcasts of x, {nv * count} FMAs.")
+    a(f"    ``Cp`` is a multiple of {count} (the caller pads x's channels with zeros).")
+    a('    """')
+    a(f"    W = {W}")
+    a("    P = xoff.shape[0]")
+    a("    T = toff.shape[0]")
+    a("    NR = part.shape[0]")
+    a("    Cop = part.shape[1] // (T * Cp)")
+    a("    nb = Cop // W")
+    a("    R = (P + NR - 1) // NR")
+    a("    for task in prange(NR * nb):")
+    a("        r = task // nb")
+    a("        co = (task % nb) * W")
+    a("        p0 = r * R")
+    a("        p1 = min(P, p0 + R)")
+    a("        pr = part[r]")
+    a("        for q0 in range(p0, p1, PC):")
+    a("            q1 = min(p1, q0 + PC)")
+    a("            for t in range(T):")
+    a("                tt = toff[t]")
+    a(f"                for c0 in range(0, Cp, {count}):")
+    a("                    o = (t * Cp + c0) * Cop + co")
+    a("                    if q0 == p0:")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vzero()")
+    a("                    else:")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vload(pr, o + {j} * Cop + {16 * v})")
+    a("                    for p in range(q0, q1):")
+    a("                        b = xoff[p] + tt + c0")
+    a("                        g = gyoff[p] + co")
+    for v in range(nv):
+        a(f"                        g{v} = vload(gy, g + {16 * v})")
+    for j in range(count):
+        a(f"                        xv = vbcast(x, b + {j})")
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vmad(r{j}_{v}, xv, g{v})")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                    vstore(pr, o + {j} * Cop + {16 * v}, r{j}_{v})")
+    a("    return part")
     return "\n".join(lines) + "\n"
 
 
@@ -689,6 +815,9 @@ def generate() -> str:
         parts.append("\n" + _fwd_tiled(cob, nv))
     for cob, kb in GW_VARIANTS:
         parts.append("\n" + _gw(cob, kb))
+    for nv, count in CL_TILES:
+        parts.append("\n" + _cl_fwd(nv, count))
+        parts.append("\n" + _cl_gw(nv, count))
     parts.append(FOOTER)
     for taps in DW_TAPS:
         parts.append("\n" + _dw_fwd(taps))

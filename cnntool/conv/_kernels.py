@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
-from cnntool.conv._simd import vfma, vload, vload_n, vstore, vzero
+from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vzero
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
@@ -1269,6 +1269,941 @@ def gw_c1k8(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
                         t0 += g0[p] * v
                     dw[g, c0 + 0, k] += t0
     return dw
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwd_64x6(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
+    """Channels-last correlation as an indirect GEMM with a register tile of 64 output channels x 6
+    positions: out[ooff[p] + co] = bias[co] + sum over taps t and channels ci < C of
+    wp[((cb*T + t)*C + ci)*64 + co % 64] * x[xoff[p] + toff[t] + ci], cb = co // 64.
+
+    Position p reads its receptive field through ``xoff[p]`` and the tap offsets, so stride, dilation and
+    padding (a zero border in ``x``) cost nothing and no position is computed only to be dropped. The
+    weights (one vector load per 16 channels) are reused by 6 broadcast input values; a block of ``KC``
+    channels of one tap keeps its weights in L1 while ``PT`` tiles of positions pass. len(xoff) is a
+    multiple of 6 (callers pad it with dummy positions whose ``ooff`` points at scratch rows).
+    """
+    W = 64
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    ntile = P // 6
+    nit = (ntile + PT - 1) // PT
+    for task in prange(nb * nit):
+        cb = task % nb  # blocks of one range of positions side by side: they share its input rows in L2
+        i0 = (task // nb) * PT
+        i1 = min(ntile, i0 + PT)
+        co = cb * W
+        for t in range(T):
+            tt = toff[t]
+            for c0 in range(0, C, KC):
+                c1 = min(C, c0 + KC)
+                first = t == 0 and c0 == 0
+                wo = (cb * T + t) * C * W
+                for i in range(i0, i1):
+                    p = i * 6
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        bv1 = vload(bias, co + 16)
+                        bv2 = vload(bias, co + 32)
+                        bv3 = vload(bias, co + 48)
+                        r0_0 = bv0
+                        r0_1 = bv1
+                        r0_2 = bv2
+                        r0_3 = bv3
+                        r1_0 = bv0
+                        r1_1 = bv1
+                        r1_2 = bv2
+                        r1_3 = bv3
+                        r2_0 = bv0
+                        r2_1 = bv1
+                        r2_2 = bv2
+                        r2_3 = bv3
+                        r3_0 = bv0
+                        r3_1 = bv1
+                        r3_2 = bv2
+                        r3_3 = bv3
+                        r4_0 = bv0
+                        r4_1 = bv1
+                        r4_2 = bv2
+                        r4_3 = bv3
+                        r5_0 = bv0
+                        r5_1 = bv1
+                        r5_2 = bv2
+                        r5_3 = bv3
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r0_1 = vload(out, q0 + 16)
+                        r0_2 = vload(out, q0 + 32)
+                        r0_3 = vload(out, q0 + 48)
+                        r1_0 = vload(out, q1 + 0)
+                        r1_1 = vload(out, q1 + 16)
+                        r1_2 = vload(out, q1 + 32)
+                        r1_3 = vload(out, q1 + 48)
+                        r2_0 = vload(out, q2 + 0)
+                        r2_1 = vload(out, q2 + 16)
+                        r2_2 = vload(out, q2 + 32)
+                        r2_3 = vload(out, q2 + 48)
+                        r3_0 = vload(out, q3 + 0)
+                        r3_1 = vload(out, q3 + 16)
+                        r3_2 = vload(out, q3 + 32)
+                        r3_3 = vload(out, q3 + 48)
+                        r4_0 = vload(out, q4 + 0)
+                        r4_1 = vload(out, q4 + 16)
+                        r4_2 = vload(out, q4 + 32)
+                        r4_3 = vload(out, q4 + 48)
+                        r5_0 = vload(out, q5 + 0)
+                        r5_1 = vload(out, q5 + 16)
+                        r5_2 = vload(out, q5 + 32)
+                        r5_3 = vload(out, q5 + 48)
+                    for ci in range(c0, c1):
+                        wk = wo + ci * W
+                        w0 = vload(wp, wk + 0)
+                        w1 = vload(wp, wk + 16)
+                        w2 = vload(wp, wk + 32)
+                        w3 = vload(wp, wk + 48)
+                        xv = vbcast(x, b0 + ci)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        r0_1 = vmad(r0_1, xv, w1)
+                        r0_2 = vmad(r0_2, xv, w2)
+                        r0_3 = vmad(r0_3, xv, w3)
+                        xv = vbcast(x, b1 + ci)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        r1_1 = vmad(r1_1, xv, w1)
+                        r1_2 = vmad(r1_2, xv, w2)
+                        r1_3 = vmad(r1_3, xv, w3)
+                        xv = vbcast(x, b2 + ci)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        r2_1 = vmad(r2_1, xv, w1)
+                        r2_2 = vmad(r2_2, xv, w2)
+                        r2_3 = vmad(r2_3, xv, w3)
+                        xv = vbcast(x, b3 + ci)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        r3_1 = vmad(r3_1, xv, w1)
+                        r3_2 = vmad(r3_2, xv, w2)
+                        r3_3 = vmad(r3_3, xv, w3)
+                        xv = vbcast(x, b4 + ci)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        r4_1 = vmad(r4_1, xv, w1)
+                        r4_2 = vmad(r4_2, xv, w2)
+                        r4_3 = vmad(r4_3, xv, w3)
+                        xv = vbcast(x, b5 + ci)
+                        r5_0 = vmad(r5_0, xv, w0)
+                        r5_1 = vmad(r5_1, xv, w1)
+                        r5_2 = vmad(r5_2, xv, w2)
+                        r5_3 = vmad(r5_3, xv, w3)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q0 + 16, r0_1)
+                    vstore(out, q0 + 32, r0_2)
+                    vstore(out, q0 + 48, r0_3)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q1 + 16, r1_1)
+                    vstore(out, q1 + 32, r1_2)
+                    vstore(out, q1 + 48, r1_3)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q2 + 16, r2_1)
+                    vstore(out, q2 + 32, r2_2)
+                    vstore(out, q2 + 48, r2_3)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q3 + 16, r3_1)
+                    vstore(out, q3 + 32, r3_2)
+                    vstore(out, q3 + 48, r3_3)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q4 + 16, r4_1)
+                    vstore(out, q4 + 32, r4_2)
+                    vstore(out, q4 + 48, r4_3)
+                    vstore(out, q5 + 0, r5_0)
+                    vstore(out, q5 + 16, r5_1)
+                    vstore(out, q5 + 32, r5_2)
+                    vstore(out, q5 + 48, r5_3)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_gw_64x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
+    """Channels-last weight gradient with a register tile of 64 output channels x 6 input channels:
+    part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
+    gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
+    part.shape[0] even ranges, summed by the caller).
+
+    The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
+    ``PC`` positions at a time: per position 4 vector loads of gy, 6 broadcasts of x, 24 FMAs.
+    ``Cp`` is a multiple of 6 (the caller pads x's channels with zeros).
+    """
+    W = 64
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    NR = part.shape[0]
+    Cop = part.shape[1] // (T * Cp)
+    nb = Cop // W
+    R = (P + NR - 1) // NR
+    for task in prange(NR * nb):
+        r = task // nb
+        co = (task % nb) * W
+        p0 = r * R
+        p1 = min(P, p0 + R)
+        pr = part[r]
+        for q0 in range(p0, p1, PC):
+            q1 = min(p1, q0 + PC)
+            for t in range(T):
+                tt = toff[t]
+                for c0 in range(0, Cp, 6):
+                    o = (t * Cp + c0) * Cop + co
+                    if q0 == p0:
+                        r0_0 = vzero()
+                        r0_1 = vzero()
+                        r0_2 = vzero()
+                        r0_3 = vzero()
+                        r1_0 = vzero()
+                        r1_1 = vzero()
+                        r1_2 = vzero()
+                        r1_3 = vzero()
+                        r2_0 = vzero()
+                        r2_1 = vzero()
+                        r2_2 = vzero()
+                        r2_3 = vzero()
+                        r3_0 = vzero()
+                        r3_1 = vzero()
+                        r3_2 = vzero()
+                        r3_3 = vzero()
+                        r4_0 = vzero()
+                        r4_1 = vzero()
+                        r4_2 = vzero()
+                        r4_3 = vzero()
+                        r5_0 = vzero()
+                        r5_1 = vzero()
+                        r5_2 = vzero()
+                        r5_3 = vzero()
+                    else:
+                        r0_0 = vload(pr, o + 0 * Cop + 0)
+                        r0_1 = vload(pr, o + 0 * Cop + 16)
+                        r0_2 = vload(pr, o + 0 * Cop + 32)
+                        r0_3 = vload(pr, o + 0 * Cop + 48)
+                        r1_0 = vload(pr, o + 1 * Cop + 0)
+                        r1_1 = vload(pr, o + 1 * Cop + 16)
+                        r1_2 = vload(pr, o + 1 * Cop + 32)
+                        r1_3 = vload(pr, o + 1 * Cop + 48)
+                        r2_0 = vload(pr, o + 2 * Cop + 0)
+                        r2_1 = vload(pr, o + 2 * Cop + 16)
+                        r2_2 = vload(pr, o + 2 * Cop + 32)
+                        r2_3 = vload(pr, o + 2 * Cop + 48)
+                        r3_0 = vload(pr, o + 3 * Cop + 0)
+                        r3_1 = vload(pr, o + 3 * Cop + 16)
+                        r3_2 = vload(pr, o + 3 * Cop + 32)
+                        r3_3 = vload(pr, o + 3 * Cop + 48)
+                        r4_0 = vload(pr, o + 4 * Cop + 0)
+                        r4_1 = vload(pr, o + 4 * Cop + 16)
+                        r4_2 = vload(pr, o + 4 * Cop + 32)
+                        r4_3 = vload(pr, o + 4 * Cop + 48)
+                        r5_0 = vload(pr, o + 5 * Cop + 0)
+                        r5_1 = vload(pr, o + 5 * Cop + 16)
+                        r5_2 = vload(pr, o + 5 * Cop + 32)
+                        r5_3 = vload(pr, o + 5 * Cop + 48)
+                    for p in range(q0, q1):
+                        b = xoff[p] + tt + c0
+                        g = gyoff[p] + co
+                        g0 = vload(gy, g + 0)
+                        g1 = vload(gy, g + 16)
+                        g2 = vload(gy, g + 32)
+                        g3 = vload(gy, g + 48)
+                        xv = vbcast(x, b + 0)
+                        r0_0 = vmad(r0_0, xv, g0)
+                        r0_1 = vmad(r0_1, xv, g1)
+                        r0_2 = vmad(r0_2, xv, g2)
+                        r0_3 = vmad(r0_3, xv, g3)
+                        xv = vbcast(x, b + 1)
+                        r1_0 = vmad(r1_0, xv, g0)
+                        r1_1 = vmad(r1_1, xv, g1)
+                        r1_2 = vmad(r1_2, xv, g2)
+                        r1_3 = vmad(r1_3, xv, g3)
+                        xv = vbcast(x, b + 2)
+                        r2_0 = vmad(r2_0, xv, g0)
+                        r2_1 = vmad(r2_1, xv, g1)
+                        r2_2 = vmad(r2_2, xv, g2)
+                        r2_3 = vmad(r2_3, xv, g3)
+                        xv = vbcast(x, b + 3)
+                        r3_0 = vmad(r3_0, xv, g0)
+                        r3_1 = vmad(r3_1, xv, g1)
+                        r3_2 = vmad(r3_2, xv, g2)
+                        r3_3 = vmad(r3_3, xv, g3)
+                        xv = vbcast(x, b + 4)
+                        r4_0 = vmad(r4_0, xv, g0)
+                        r4_1 = vmad(r4_1, xv, g1)
+                        r4_2 = vmad(r4_2, xv, g2)
+                        r4_3 = vmad(r4_3, xv, g3)
+                        xv = vbcast(x, b + 5)
+                        r5_0 = vmad(r5_0, xv, g0)
+                        r5_1 = vmad(r5_1, xv, g1)
+                        r5_2 = vmad(r5_2, xv, g2)
+                        r5_3 = vmad(r5_3, xv, g3)
+                    vstore(pr, o + 0 * Cop + 0, r0_0)
+                    vstore(pr, o + 0 * Cop + 16, r0_1)
+                    vstore(pr, o + 0 * Cop + 32, r0_2)
+                    vstore(pr, o + 0 * Cop + 48, r0_3)
+                    vstore(pr, o + 1 * Cop + 0, r1_0)
+                    vstore(pr, o + 1 * Cop + 16, r1_1)
+                    vstore(pr, o + 1 * Cop + 32, r1_2)
+                    vstore(pr, o + 1 * Cop + 48, r1_3)
+                    vstore(pr, o + 2 * Cop + 0, r2_0)
+                    vstore(pr, o + 2 * Cop + 16, r2_1)
+                    vstore(pr, o + 2 * Cop + 32, r2_2)
+                    vstore(pr, o + 2 * Cop + 48, r2_3)
+                    vstore(pr, o + 3 * Cop + 0, r3_0)
+                    vstore(pr, o + 3 * Cop + 16, r3_1)
+                    vstore(pr, o + 3 * Cop + 32, r3_2)
+                    vstore(pr, o + 3 * Cop + 48, r3_3)
+                    vstore(pr, o + 4 * Cop + 0, r4_0)
+                    vstore(pr, o + 4 * Cop + 16, r4_1)
+                    vstore(pr, o + 4 * Cop + 32, r4_2)
+                    vstore(pr, o + 4 * Cop + 48, r4_3)
+                    vstore(pr, o + 5 * Cop + 0, r5_0)
+                    vstore(pr, o + 5 * Cop + 16, r5_1)
+                    vstore(pr, o + 5 * Cop + 32, r5_2)
+                    vstore(pr, o + 5 * Cop + 48, r5_3)
+    return part
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwd_48x8(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
+    """Channels-last correlation as an indirect GEMM with a register tile of 48 output channels x 8
+    positions: out[ooff[p] + co] = bias[co] + sum over taps t and channels ci < C of
+    wp[((cb*T + t)*C + ci)*48 + co % 48] * x[xoff[p] + toff[t] + ci], cb = co // 48.
+
+    Position p reads its receptive field through ``xoff[p]`` and the tap offsets, so stride, dilation and
+    padding (a zero border in ``x``) cost nothing and no position is computed only to be dropped. The
+    weights (one vector load per 16 channels) are reused by 8 broadcast input values; a block of ``KC``
+    channels of one tap keeps its weights in L1 while ``PT`` tiles of positions pass. len(xoff) is a
+    multiple of 8 (callers pad it with dummy positions whose ``ooff`` points at scratch rows).
+    """
+    W = 48
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    ntile = P // 8
+    nit = (ntile + PT - 1) // PT
+    for task in prange(nb * nit):
+        cb = task % nb  # blocks of one range of positions side by side: they share its input rows in L2
+        i0 = (task // nb) * PT
+        i1 = min(ntile, i0 + PT)
+        co = cb * W
+        for t in range(T):
+            tt = toff[t]
+            for c0 in range(0, C, KC):
+                c1 = min(C, c0 + KC)
+                first = t == 0 and c0 == 0
+                wo = (cb * T + t) * C * W
+                for i in range(i0, i1):
+                    p = i * 8
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    b6 = xoff[p + 6] + tt
+                    q6 = ooff[p + 6] + co
+                    b7 = xoff[p + 7] + tt
+                    q7 = ooff[p + 7] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        bv1 = vload(bias, co + 16)
+                        bv2 = vload(bias, co + 32)
+                        r0_0 = bv0
+                        r0_1 = bv1
+                        r0_2 = bv2
+                        r1_0 = bv0
+                        r1_1 = bv1
+                        r1_2 = bv2
+                        r2_0 = bv0
+                        r2_1 = bv1
+                        r2_2 = bv2
+                        r3_0 = bv0
+                        r3_1 = bv1
+                        r3_2 = bv2
+                        r4_0 = bv0
+                        r4_1 = bv1
+                        r4_2 = bv2
+                        r5_0 = bv0
+                        r5_1 = bv1
+                        r5_2 = bv2
+                        r6_0 = bv0
+                        r6_1 = bv1
+                        r6_2 = bv2
+                        r7_0 = bv0
+                        r7_1 = bv1
+                        r7_2 = bv2
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r0_1 = vload(out, q0 + 16)
+                        r0_2 = vload(out, q0 + 32)
+                        r1_0 = vload(out, q1 + 0)
+                        r1_1 = vload(out, q1 + 16)
+                        r1_2 = vload(out, q1 + 32)
+                        r2_0 = vload(out, q2 + 0)
+                        r2_1 = vload(out, q2 + 16)
+                        r2_2 = vload(out, q2 + 32)
+                        r3_0 = vload(out, q3 + 0)
+                        r3_1 = vload(out, q3 + 16)
+                        r3_2 = vload(out, q3 + 32)
+                        r4_0 = vload(out, q4 + 0)
+                        r4_1 = vload(out, q4 + 16)
+                        r4_2 = vload(out, q4 + 32)
+                        r5_0 = vload(out, q5 + 0)
+                        r5_1 = vload(out, q5 + 16)
+                        r5_2 = vload(out, q5 + 32)
+                        r6_0 = vload(out, q6 + 0)
+                        r6_1 = vload(out, q6 + 16)
+                        r6_2 = vload(out, q6 + 32)
+                        r7_0 = vload(out, q7 + 0)
+                        r7_1 = vload(out, q7 + 16)
+                        r7_2 = vload(out, q7 + 32)
+                    for ci in range(c0, c1):
+                        wk = wo + ci * W
+                        w0 = vload(wp, wk + 0)
+                        w1 = vload(wp, wk + 16)
+                        w2 = vload(wp, wk + 32)
+                        xv = vbcast(x, b0 + ci)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        r0_1 = vmad(r0_1, xv, w1)
+                        r0_2 = vmad(r0_2, xv, w2)
+                        xv = vbcast(x, b1 + ci)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        r1_1 = vmad(r1_1, xv, w1)
+                        r1_2 = vmad(r1_2, xv, w2)
+                        xv = vbcast(x, b2 + ci)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        r2_1 = vmad(r2_1, xv, w1)
+                        r2_2 = vmad(r2_2, xv, w2)
+                        xv = vbcast(x, b3 + ci)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        r3_1 = vmad(r3_1, xv, w1)
+                        r3_2 = vmad(r3_2, xv, w2)
+                        xv = vbcast(x, b4 + ci)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        r4_1 = vmad(r4_1, xv, w1)
+                        r4_2 = vmad(r4_2, xv, w2)
+                        xv = vbcast(x, b5 + ci)
+                        r5_0 = vmad(r5_0, xv, w0)
+                        r5_1 = vmad(r5_1, xv, w1)
+                        r5_2 = vmad(r5_2, xv, w2)
+                        xv = vbcast(x, b6 + ci)
+                        r6_0 = vmad(r6_0, xv, w0)
+                        r6_1 = vmad(r6_1, xv, w1)
+                        r6_2 = vmad(r6_2, xv, w2)
+                        xv = vbcast(x, b7 + ci)
+                        r7_0 = vmad(r7_0, xv, w0)
+                        r7_1 = vmad(r7_1, xv, w1)
+                        r7_2 = vmad(r7_2, xv, w2)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q0 + 16, r0_1)
+                    vstore(out, q0 + 32, r0_2)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q1 + 16, r1_1)
+                    vstore(out, q1 + 32, r1_2)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q2 + 16, r2_1)
+                    vstore(out, q2 + 32, r2_2)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q3 + 16, r3_1)
+                    vstore(out, q3 + 32, r3_2)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q4 + 16, r4_1)
+                    vstore(out, q4 + 32, r4_2)
+                    vstore(out, q5 + 0, r5_0)
+                    vstore(out, q5 + 16, r5_1)
+                    vstore(out, q5 + 32, r5_2)
+                    vstore(out, q6 + 0, r6_0)
+                    vstore(out, q6 + 16, r6_1)
+                    vstore(out, q6 + 32, r6_2)
+                    vstore(out, q7 + 0, r7_0)
+                    vstore(out, q7 + 16, r7_1)
+                    vstore(out, q7 + 32, r7_2)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_gw_48x8(x, xoff, toff, Cp, gy, gyoff, part, PC):
+    """Channels-last weight gradient with a register tile of 48 output channels x 8 input channels:
+    part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
+    gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
+    part.shape[0] even ranges, summed by the caller).
+
+    The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
+    ``PC`` positions at a time: per position 3 vector loads of gy, 8 broadcasts of x, 24 FMAs.
+    ``Cp`` is a multiple of 8 (the caller pads x's channels with zeros).
+    """
+    W = 48
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    NR = part.shape[0]
+    Cop = part.shape[1] // (T * Cp)
+    nb = Cop // W
+    R = (P + NR - 1) // NR
+    for task in prange(NR * nb):
+        r = task // nb
+        co = (task % nb) * W
+        p0 = r * R
+        p1 = min(P, p0 + R)
+        pr = part[r]
+        for q0 in range(p0, p1, PC):
+            q1 = min(p1, q0 + PC)
+            for t in range(T):
+                tt = toff[t]
+                for c0 in range(0, Cp, 8):
+                    o = (t * Cp + c0) * Cop + co
+                    if q0 == p0:
+                        r0_0 = vzero()
+                        r0_1 = vzero()
+                        r0_2 = vzero()
+                        r1_0 = vzero()
+                        r1_1 = vzero()
+                        r1_2 = vzero()
+                        r2_0 = vzero()
+                        r2_1 = vzero()
+                        r2_2 = vzero()
+                        r3_0 = vzero()
+                        r3_1 = vzero()
+                        r3_2 = vzero()
+                        r4_0 = vzero()
+                        r4_1 = vzero()
+                        r4_2 = vzero()
+                        r5_0 = vzero()
+                        r5_1 = vzero()
+                        r5_2 = vzero()
+                        r6_0 = vzero()
+                        r6_1 = vzero()
+                        r6_2 = vzero()
+                        r7_0 = vzero()
+                        r7_1 = vzero()
+                        r7_2 = vzero()
+                    else:
+                        r0_0 = vload(pr, o + 0 * Cop + 0)
+                        r0_1 = vload(pr, o + 0 * Cop + 16)
+                        r0_2 = vload(pr, o + 0 * Cop + 32)
+                        r1_0 = vload(pr, o + 1 * Cop + 0)
+                        r1_1 = vload(pr, o + 1 * Cop + 16)
+                        r1_2 = vload(pr, o + 1 * Cop + 32)
+                        r2_0 = vload(pr, o + 2 * Cop + 0)
+                        r2_1 = vload(pr, o + 2 * Cop + 16)
+                        r2_2 = vload(pr, o + 2 * Cop + 32)
+                        r3_0 = vload(pr, o + 3 * Cop + 0)
+                        r3_1 = vload(pr, o + 3 * Cop + 16)
+                        r3_2 = vload(pr, o + 3 * Cop + 32)
+                        r4_0 = vload(pr, o + 4 * Cop + 0)
+                        r4_1 = vload(pr, o + 4 * Cop + 16)
+                        r4_2 = vload(pr, o + 4 * Cop + 32)
+                        r5_0 = vload(pr, o + 5 * Cop + 0)
+                        r5_1 = vload(pr, o + 5 * Cop + 16)
+                        r5_2 = vload(pr, o + 5 * Cop + 32)
+                        r6_0 = vload(pr, o + 6 * Cop + 0)
+                        r6_1 = vload(pr, o + 6 * Cop + 16)
+                        r6_2 = vload(pr, o + 6 * Cop + 32)
+                        r7_0 = vload(pr, o + 7 * Cop + 0)
+                        r7_1 = vload(pr, o + 7 * Cop + 16)
+                        r7_2 = vload(pr, o + 7 * Cop + 32)
+                    for p in range(q0, q1):
+                        b = xoff[p] + tt + c0
+                        g = gyoff[p] + co
+                        g0 = vload(gy, g + 0)
+                        g1 = vload(gy, g + 16)
+                        g2 = vload(gy, g + 32)
+                        xv = vbcast(x, b + 0)
+                        r0_0 = vmad(r0_0, xv, g0)
+                        r0_1 = vmad(r0_1, xv, g1)
+                        r0_2 = vmad(r0_2, xv, g2)
+                        xv = vbcast(x, b + 1)
+                        r1_0 = vmad(r1_0, xv, g0)
+                        r1_1 = vmad(r1_1, xv, g1)
+                        r1_2 = vmad(r1_2, xv, g2)
+                        xv = vbcast(x, b + 2)
+                        r2_0 = vmad(r2_0, xv, g0)
+                        r2_1 = vmad(r2_1, xv, g1)
+                        r2_2 = vmad(r2_2, xv, g2)
+                        xv = vbcast(x, b + 3)
+                        r3_0 = vmad(r3_0, xv, g0)
+                        r3_1 = vmad(r3_1, xv, g1)
+                        r3_2 = vmad(r3_2, xv, g2)
+                        xv = vbcast(x, b + 4)
+                        r4_0 = vmad(r4_0, xv, g0)
+                        r4_1 = vmad(r4_1, xv, g1)
+                        r4_2 = vmad(r4_2, xv, g2)
+                        xv = vbcast(x, b + 5)
+                        r5_0 = vmad(r5_0, xv, g0)
+                        r5_1 = vmad(r5_1, xv, g1)
+                        r5_2 = vmad(r5_2, xv, g2)
+                        xv = vbcast(x, b + 6)
+                        r6_0 = vmad(r6_0, xv, g0)
+                        r6_1 = vmad(r6_1, xv, g1)
+                        r6_2 = vmad(r6_2, xv, g2)
+                        xv = vbcast(x, b + 7)
+                        r7_0 = vmad(r7_0, xv, g0)
+                        r7_1 = vmad(r7_1, xv, g1)
+                        r7_2 = vmad(r7_2, xv, g2)
+                    vstore(pr, o + 0 * Cop + 0, r0_0)
+                    vstore(pr, o + 0 * Cop + 16, r0_1)
+                    vstore(pr, o + 0 * Cop + 32, r0_2)
+                    vstore(pr, o + 1 * Cop + 0, r1_0)
+                    vstore(pr, o + 1 * Cop + 16, r1_1)
+                    vstore(pr, o + 1 * Cop + 32, r1_2)
+                    vstore(pr, o + 2 * Cop + 0, r2_0)
+                    vstore(pr, o + 2 * Cop + 16, r2_1)
+                    vstore(pr, o + 2 * Cop + 32, r2_2)
+                    vstore(pr, o + 3 * Cop + 0, r3_0)
+                    vstore(pr, o + 3 * Cop + 16, r3_1)
+                    vstore(pr, o + 3 * Cop + 32, r3_2)
+                    vstore(pr, o + 4 * Cop + 0, r4_0)
+                    vstore(pr, o + 4 * Cop + 16, r4_1)
+                    vstore(pr, o + 4 * Cop + 32, r4_2)
+                    vstore(pr, o + 5 * Cop + 0, r5_0)
+                    vstore(pr, o + 5 * Cop + 16, r5_1)
+                    vstore(pr, o + 5 * Cop + 32, r5_2)
+                    vstore(pr, o + 6 * Cop + 0, r6_0)
+                    vstore(pr, o + 6 * Cop + 16, r6_1)
+                    vstore(pr, o + 6 * Cop + 32, r6_2)
+                    vstore(pr, o + 7 * Cop + 0, r7_0)
+                    vstore(pr, o + 7 * Cop + 16, r7_1)
+                    vstore(pr, o + 7 * Cop + 32, r7_2)
+    return part
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwd_32x12(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
+    """Channels-last correlation as an indirect GEMM with a register tile of 32 output channels x 12
+    positions: out[ooff[p] + co] = bias[co] + sum over taps t and channels ci < C of
+    wp[((cb*T + t)*C + ci)*32 + co % 32] * x[xoff[p] + toff[t] + ci], cb = co // 32.
+
+    Position p reads its receptive field through ``xoff[p]`` and the tap offsets, so stride, dilation and
+    padding (a zero border in ``x``) cost nothing and no position is computed only to be dropped. The
+    weights (one vector load per 16 channels) are reused by 12 broadcast input values; a block of ``KC``
+    channels of one tap keeps its weights in L1 while ``PT`` tiles of positions pass. len(xoff) is a
+    multiple of 12 (callers pad it with dummy positions whose ``ooff`` points at scratch rows).
+    """
+    W = 32
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    ntile = P // 12
+    nit = (ntile + PT - 1) // PT
+    for task in prange(nb * nit):
+        cb = task % nb  # blocks of one range of positions side by side: they share its input rows in L2
+        i0 = (task // nb) * PT
+        i1 = min(ntile, i0 + PT)
+        co = cb * W
+        for t in range(T):
+            tt = toff[t]
+            for c0 in range(0, C, KC):
+                c1 = min(C, c0 + KC)
+                first = t == 0 and c0 == 0
+                wo = (cb * T + t) * C * W
+                for i in range(i0, i1):
+                    p = i * 12
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    b6 = xoff[p + 6] + tt
+                    q6 = ooff[p + 6] + co
+                    b7 = xoff[p + 7] + tt
+                    q7 = ooff[p + 7] + co
+                    b8 = xoff[p + 8] + tt
+                    q8 = ooff[p + 8] + co
+                    b9 = xoff[p + 9] + tt
+                    q9 = ooff[p + 9] + co
+                    b10 = xoff[p + 10] + tt
+                    q10 = ooff[p + 10] + co
+                    b11 = xoff[p + 11] + tt
+                    q11 = ooff[p + 11] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        bv1 = vload(bias, co + 16)
+                        r0_0 = bv0
+                        r0_1 = bv1
+                        r1_0 = bv0
+                        r1_1 = bv1
+                        r2_0 = bv0
+                        r2_1 = bv1
+                        r3_0 = bv0
+                        r3_1 = bv1
+                        r4_0 = bv0
+                        r4_1 = bv1
+                        r5_0 = bv0
+                        r5_1 = bv1
+                        r6_0 = bv0
+                        r6_1 = bv1
+                        r7_0 = bv0
+                        r7_1 = bv1
+                        r8_0 = bv0
+                        r8_1 = bv1
+                        r9_0 = bv0
+                        r9_1 = bv1
+                        r10_0 = bv0
+                        r10_1 = bv1
+                        r11_0 = bv0
+                        r11_1 = bv1
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r0_1 = vload(out, q0 + 16)
+                        r1_0 = vload(out, q1 + 0)
+                        r1_1 = vload(out, q1 + 16)
+                        r2_0 = vload(out, q2 + 0)
+                        r2_1 = vload(out, q2 + 16)
+                        r3_0 = vload(out, q3 + 0)
+                        r3_1 = vload(out, q3 + 16)
+                        r4_0 = vload(out, q4 + 0)
+                        r4_1 = vload(out, q4 + 16)
+                        r5_0 = vload(out, q5 + 0)
+                        r5_1 = vload(out, q5 + 16)
+                        r6_0 = vload(out, q6 + 0)
+                        r6_1 = vload(out, q6 + 16)
+                        r7_0 = vload(out, q7 + 0)
+                        r7_1 = vload(out, q7 + 16)
+                        r8_0 = vload(out, q8 + 0)
+                        r8_1 = vload(out, q8 + 16)
+                        r9_0 = vload(out, q9 + 0)
+                        r9_1 = vload(out, q9 + 16)
+                        r10_0 = vload(out, q10 + 0)
+                        r10_1 = vload(out, q10 + 16)
+                        r11_0 = vload(out, q11 + 0)
+                        r11_1 = vload(out, q11 + 16)
+                    for ci in range(c0, c1):
+                        wk = wo + ci * W
+                        w0 = vload(wp, wk + 0)
+                        w1 = vload(wp, wk + 16)
+                        xv = vbcast(x, b0 + ci)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        r0_1 = vmad(r0_1, xv, w1)
+                        xv = vbcast(x, b1 + ci)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        r1_1 = vmad(r1_1, xv, w1)
+                        xv = vbcast(x, b2 + ci)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        r2_1 = vmad(r2_1, xv, w1)
+                        xv = vbcast(x, b3 + ci)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        r3_1 = vmad(r3_1, xv, w1)
+                        xv = vbcast(x, b4 + ci)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        r4_1 = vmad(r4_1, xv, w1)
+                        xv = vbcast(x, b5 + ci)
+                        r5_0 = vmad(r5_0, xv, w0)
+                        r5_1 = vmad(r5_1, xv, w1)
+                        xv = vbcast(x, b6 + ci)
+                        r6_0 = vmad(r6_0, xv, w0)
+                        r6_1 = vmad(r6_1, xv, w1)
+                        xv = vbcast(x, b7 + ci)
+                        r7_0 = vmad(r7_0, xv, w0)
+                        r7_1 = vmad(r7_1, xv, w1)
+                        xv = vbcast(x, b8 + ci)
+                        r8_0 = vmad(r8_0, xv, w0)
+                        r8_1 = vmad(r8_1, xv, w1)
+                        xv = vbcast(x, b9 + ci)
+                        r9_0 = vmad(r9_0, xv, w0)
+                        r9_1 = vmad(r9_1, xv, w1)
+                        xv = vbcast(x, b10 + ci)
+                        r10_0 = vmad(r10_0, xv, w0)
+                        r10_1 = vmad(r10_1, xv, w1)
+                        xv = vbcast(x, b11 + ci)
+                        r11_0 = vmad(r11_0, xv, w0)
+                        r11_1 = vmad(r11_1, xv, w1)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q0 + 16, r0_1)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q1 + 16, r1_1)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q2 + 16, r2_1)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q3 + 16, r3_1)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q4 + 16, r4_1)
+                    vstore(out, q5 + 0, r5_0)
+                    vstore(out, q5 + 16, r5_1)
+                    vstore(out, q6 + 0, r6_0)
+                    vstore(out, q6 + 16, r6_1)
+                    vstore(out, q7 + 0, r7_0)
+                    vstore(out, q7 + 16, r7_1)
+                    vstore(out, q8 + 0, r8_0)
+                    vstore(out, q8 + 16, r8_1)
+                    vstore(out, q9 + 0, r9_0)
+                    vstore(out, q9 + 16, r9_1)
+                    vstore(out, q10 + 0, r10_0)
+                    vstore(out, q10 + 16, r10_1)
+                    vstore(out, q11 + 0, r11_0)
+                    vstore(out, q11 + 16, r11_1)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_gw_32x12(x, xoff, toff, Cp, gy, gyoff, part, PC):
+    """Channels-last weight gradient with a register tile of 32 output channels x 12 input channels:
+    part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
+    gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
+    part.shape[0] even ranges, summed by the caller).
+
+    The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
+    ``PC`` positions at a time: per position 2 vector loads of gy, 12 broadcasts of x, 24 FMAs.
+    ``Cp`` is a multiple of 12 (the caller pads x's channels with zeros).
+    """
+    W = 32
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    NR = part.shape[0]
+    Cop = part.shape[1] // (T * Cp)
+    nb = Cop // W
+    R = (P + NR - 1) // NR
+    for task in prange(NR * nb):
+        r = task // nb
+        co = (task % nb) * W
+        p0 = r * R
+        p1 = min(P, p0 + R)
+        pr = part[r]
+        for q0 in range(p0, p1, PC):
+            q1 = min(p1, q0 + PC)
+            for t in range(T):
+                tt = toff[t]
+                for c0 in range(0, Cp, 12):
+                    o = (t * Cp + c0) * Cop + co
+                    if q0 == p0:
+                        r0_0 = vzero()
+                        r0_1 = vzero()
+                        r1_0 = vzero()
+                        r1_1 = vzero()
+                        r2_0 = vzero()
+                        r2_1 = vzero()
+                        r3_0 = vzero()
+                        r3_1 = vzero()
+                        r4_0 = vzero()
+                        r4_1 = vzero()
+                        r5_0 = vzero()
+                        r5_1 = vzero()
+                        r6_0 = vzero()
+                        r6_1 = vzero()
+                        r7_0 = vzero()
+                        r7_1 = vzero()
+                        r8_0 = vzero()
+                        r8_1 = vzero()
+                        r9_0 = vzero()
+                        r9_1 = vzero()
+                        r10_0 = vzero()
+                        r10_1 = vzero()
+                        r11_0 = vzero()
+                        r11_1 = vzero()
+                    else:
+                        r0_0 = vload(pr, o + 0 * Cop + 0)
+                        r0_1 = vload(pr, o + 0 * Cop + 16)
+                        r1_0 = vload(pr, o + 1 * Cop + 0)
+                        r1_1 = vload(pr, o + 1 * Cop + 16)
+                        r2_0 = vload(pr, o + 2 * Cop + 0)
+                        r2_1 = vload(pr, o + 2 * Cop + 16)
+                        r3_0 = vload(pr, o + 3 * Cop + 0)
+                        r3_1 = vload(pr, o + 3 * Cop + 16)
+                        r4_0 = vload(pr, o + 4 * Cop + 0)
+                        r4_1 = vload(pr, o + 4 * Cop + 16)
+                        r5_0 = vload(pr, o + 5 * Cop + 0)
+                        r5_1 = vload(pr, o + 5 * Cop + 16)
+                        r6_0 = vload(pr, o + 6 * Cop + 0)
+                        r6_1 = vload(pr, o + 6 * Cop + 16)
+                        r7_0 = vload(pr, o + 7 * Cop + 0)
+                        r7_1 = vload(pr, o + 7 * Cop + 16)
+                        r8_0 = vload(pr, o + 8 * Cop + 0)
+                        r8_1 = vload(pr, o + 8 * Cop + 16)
+                        r9_0 = vload(pr, o + 9 * Cop + 0)
+                        r9_1 = vload(pr, o + 9 * Cop + 16)
+                        r10_0 = vload(pr, o + 10 * Cop + 0)
+                        r10_1 = vload(pr, o + 10 * Cop + 16)
+                        r11_0 = vload(pr, o + 11 * Cop + 0)
+                        r11_1 = vload(pr, o + 11 * Cop + 16)
+                    for p in range(q0, q1):
+                        b = xoff[p] + tt + c0
+                        g = gyoff[p] + co
+                        g0 = vload(gy, g + 0)
+                        g1 = vload(gy, g + 16)
+                        xv = vbcast(x, b + 0)
+                        r0_0 = vmad(r0_0, xv, g0)
+                        r0_1 = vmad(r0_1, xv, g1)
+                        xv = vbcast(x, b + 1)
+                        r1_0 = vmad(r1_0, xv, g0)
+                        r1_1 = vmad(r1_1, xv, g1)
+                        xv = vbcast(x, b + 2)
+                        r2_0 = vmad(r2_0, xv, g0)
+                        r2_1 = vmad(r2_1, xv, g1)
+                        xv = vbcast(x, b + 3)
+                        r3_0 = vmad(r3_0, xv, g0)
+                        r3_1 = vmad(r3_1, xv, g1)
+                        xv = vbcast(x, b + 4)
+                        r4_0 = vmad(r4_0, xv, g0)
+                        r4_1 = vmad(r4_1, xv, g1)
+                        xv = vbcast(x, b + 5)
+                        r5_0 = vmad(r5_0, xv, g0)
+                        r5_1 = vmad(r5_1, xv, g1)
+                        xv = vbcast(x, b + 6)
+                        r6_0 = vmad(r6_0, xv, g0)
+                        r6_1 = vmad(r6_1, xv, g1)
+                        xv = vbcast(x, b + 7)
+                        r7_0 = vmad(r7_0, xv, g0)
+                        r7_1 = vmad(r7_1, xv, g1)
+                        xv = vbcast(x, b + 8)
+                        r8_0 = vmad(r8_0, xv, g0)
+                        r8_1 = vmad(r8_1, xv, g1)
+                        xv = vbcast(x, b + 9)
+                        r9_0 = vmad(r9_0, xv, g0)
+                        r9_1 = vmad(r9_1, xv, g1)
+                        xv = vbcast(x, b + 10)
+                        r10_0 = vmad(r10_0, xv, g0)
+                        r10_1 = vmad(r10_1, xv, g1)
+                        xv = vbcast(x, b + 11)
+                        r11_0 = vmad(r11_0, xv, g0)
+                        r11_1 = vmad(r11_1, xv, g1)
+                    vstore(pr, o + 0 * Cop + 0, r0_0)
+                    vstore(pr, o + 0 * Cop + 16, r0_1)
+                    vstore(pr, o + 1 * Cop + 0, r1_0)
+                    vstore(pr, o + 1 * Cop + 16, r1_1)
+                    vstore(pr, o + 2 * Cop + 0, r2_0)
+                    vstore(pr, o + 2 * Cop + 16, r2_1)
+                    vstore(pr, o + 3 * Cop + 0, r3_0)
+                    vstore(pr, o + 3 * Cop + 16, r3_1)
+                    vstore(pr, o + 4 * Cop + 0, r4_0)
+                    vstore(pr, o + 4 * Cop + 16, r4_1)
+                    vstore(pr, o + 5 * Cop + 0, r5_0)
+                    vstore(pr, o + 5 * Cop + 16, r5_1)
+                    vstore(pr, o + 6 * Cop + 0, r6_0)
+                    vstore(pr, o + 6 * Cop + 16, r6_1)
+                    vstore(pr, o + 7 * Cop + 0, r7_0)
+                    vstore(pr, o + 7 * Cop + 16, r7_1)
+                    vstore(pr, o + 8 * Cop + 0, r8_0)
+                    vstore(pr, o + 8 * Cop + 16, r8_1)
+                    vstore(pr, o + 9 * Cop + 0, r9_0)
+                    vstore(pr, o + 9 * Cop + 16, r9_1)
+                    vstore(pr, o + 10 * Cop + 0, r10_0)
+                    vstore(pr, o + 10 * Cop + 16, r10_1)
+                    vstore(pr, o + 11 * Cop + 0, r11_0)
+                    vstore(pr, o + 11 * Cop + 16, r11_1)
+    return part
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -16,10 +16,13 @@ from cnntool.conv._numba_setup import FASTMATH
 
 @njit(parallel=True, cache=True, nogil=True)
 def to_nhwc(x, xp, pt, pl):
-    """xp[n, h + pt, w + pl, c] = x[n, c, h, w]; the rest of xp (the padding border) is zeroed."""
+    """xp[n, h + pt, w + pl, c] = x[n, c, h, w]; the rest of xp (the padding border, and the channels past x's
+    when xp has more) is zeroed. Row by row, each input row read front to back into the row of xp (in L1): read
+    pixel by pixel instead, the channels' planes (often a multiple of 4 KiB apart) thrash L1."""
     N, C, H, W = x.shape
     Hp = xp.shape[1]
     Wp = xp.shape[2]
+    Cp = xp.shape[3]
     for t in prange(N * Hp):
         n = t // Hp
         hp = t % Hp
@@ -30,12 +33,14 @@ def to_nhwc(x, xp, pt, pl):
             continue
         for wp in range(Wp):
             w = wp - pl
-            d = row[wp]
             if w < 0 or w >= W:
-                d[:] = 0
-            else:
-                for c in range(C):
-                    d[c] = x[n, c, h, w]
+                row[wp, :] = 0
+            elif Cp > C:
+                row[wp, C:] = 0
+        for c in range(C):
+            src = x[n, c, h]
+            for w in range(W):
+                row[w + pl, c] = src[w]
     return xp
 
 
@@ -128,3 +133,59 @@ def dw_grad_weight(gy, xp, part, sh, sw, dh, dw):
                         for c in range(C):
                             pv[c] += g[c] * xv[c]
     return part
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def pack_cl(w3, taps, out, by_input):
+    """Weights of the channels-last GEMM (``cl_fwd_*``) from w3 = w.reshape(Cout, Cin, KH*KW), for the taps
+    ``taps``; out is (blocks, len(taps), K, W): block cb holds W output lanes over K reduction channels.
+
+    Forward (``by_input`` False): out[cb, j, ci, l] = w3[cb*W + l, ci, taps[j]] (lanes = output channels).
+    Grad-input (True): out[cb, j, co, l] = w3[co, cb*W + l, taps[j]] (lanes = input channels). Lanes past the
+    last channel are zero. One task per (block, reduction channel): it reads the taps of each lane contiguously
+    and writes one W-lane row per tap (a task per tap would read every weight once per tap)."""
+    nb, T, K, W = out.shape
+    lanes = w3.shape[1] if by_input else w3.shape[0]
+    for task in prange(nb * K):
+        cb = task // K
+        k = task % K
+        for l in range(W):
+            c = cb * W + l
+            if c >= lanes:
+                for j in range(T):
+                    out[cb, j, k, l] = 0
+            elif by_input:
+                for j in range(T):
+                    out[cb, j, k, l] = w3[k, c, taps[j]]
+            else:
+                for j in range(T):
+                    out[cb, j, k, l] = w3[c, k, taps[j]]
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sum_cl_parts(part, out):
+    """out[co, ci, t] = sum over r of part[r, t, ci, co], added in float64 (the ranges of ``cl_gw_*``, reordered
+    to the weight layout; padding channels of ``part`` dropped). A transpose in tiles of 16 x 16 channels x all
+    taps, each tile's reads and writes in L1."""
+    NR, T, Cp, Cop = part.shape
+    Cout, C, _ = out.shape
+    nci = (C + 15) // 16
+    for task in prange(((Cout + 15) // 16) * nci):
+        c0 = (task // nci) * 16
+        i0 = (task % nci) * 16
+        c1 = min(Cout, c0 + 16)
+        i1 = min(C, i0 + 16)
+        for t in range(T):  # taps outermost: part's tap planes lie a multiple of 4 KiB apart
+            for ci in range(i0, i1):
+                if NR == 1:
+                    src = part[0, t, ci]
+                    for co in range(c0, c1):
+                        out[co, ci, t] = src[co]
+                    continue
+                for co in range(c0, c1):
+                    s = 0.0
+                    for r in range(NR):
+                        s += part[r, t, ci, co]
+                    out[co, ci, t] = s
+    return out

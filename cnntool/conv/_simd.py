@@ -116,3 +116,31 @@ def vfma(typingctx, acc, s, v):
         return builder.call(fma, [b, x, a])
 
     return f32x16(f32x16, types.float32, f32x16), codegen
+
+
+@intrinsic
+def vbcast(typingctx, arr, idx):
+    """``arr[idx]`` in every lane (no bounds check and no negative-index wraparound: a register tile that reads
+    through a dozen computed offsets would otherwise pay a compare and a select per read)."""
+    _check_f32_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        s = builder.load(builder.gep(ary.data, [args[1]]), align=4)
+        b = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(b, ir.Constant(_VEC, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+    return f32x16(arr, types.intp), codegen
+
+
+@intrinsic
+def vmad(typingctx, acc, a, b):
+    """``acc + a * b`` lane by lane (one fused multiply-add of two vectors)."""
+
+    def codegen(context, builder, sig, args):
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC, _VEC, _VEC]),
+                                             "llvm.fma.v16f32")
+        return builder.call(fma, [args[1], args[2], args[0]])
+
+    return f32x16(f32x16, f32x16, f32x16), codegen

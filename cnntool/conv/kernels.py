@@ -19,15 +19,15 @@ padding fused per plane on larger maps, and channels-last kernels (``_nhwc.py``)
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnntool.conv import _kernels as K
 from cnntool.conv import _nhwc
+from cnntool.conv import channels_last as CL
 from cnntool.conv._numba_setup import AVX512
+from cnntool.conv._pool import POOL
 
 #: Target number of wide-row positions per forward work item (keeps the accumulator block in L1).
 _FWD_POSITIONS = 1024
@@ -41,50 +41,6 @@ _FWD_MIN_POSITIONS = 112
 _GW_CHUNK = 1024
 
 
-class BufferPool:
-    """Scratch arrays kept for reuse between calls.
-
-    Large fresh allocations are mmap'ed by the C allocator and page-faulted in on first touch, which costs as
-    much as the copy that fills them; reusing the padded/phase-split buffers avoids that. Arrays are handed back
-    explicitly (``give``) or when an owner object dies (``give_on_death``); at most ``max_bytes`` are kept.
-    """
-
-    def __init__(self, max_bytes: int = 1 << 30) -> None:
-        self._free: dict[tuple, list[np.ndarray]] = {}
-        self._bytes = 0
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-
-    def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
-        key = (tuple(int(s) for s in shape), np.dtype(dtype).str)
-        with self._lock:
-            stack = self._free.get(key)
-            if stack:
-                arr = stack.pop()
-                self._bytes -= arr.nbytes
-                return arr
-        return np.empty(key[0], dtype=key[1])
-
-    def give(self, arr: np.ndarray) -> None:
-        key = (arr.shape, arr.dtype.str)
-        with self._lock:
-            if self._bytes + arr.nbytes > self.max_bytes:
-                return
-            stack = self._free.setdefault(key, [])
-            if len(stack) < 4:
-                stack.append(arr)
-                self._bytes += arr.nbytes
-
-    def give_on_death(self, owner: object, arr: np.ndarray) -> None:
-        weakref.finalize(owner, self.give, arr)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._free.clear()
-            self._bytes = 0
-
-
-POOL = BufferPool()
 
 
 #: Below this many flops a call runs on one thread: waking the pool costs more than it saves (and much more
@@ -260,6 +216,7 @@ class Saved:
     x: np.ndarray | None = None  # the input itself when the forward did not build ``xs`` (fused depthwise)
     xn: np.ndarray | None = None  # the padded channels-last input of the small-map depthwise path
     planes: int = 1  # planes of Wq-wide rows the taps read (channels x phases; one per tap for im2col)
+    cl: CL.ClInput | None = None  # the channels-last path's NHWC input
 
 
 def plane_stride(n: int) -> int:
@@ -514,6 +471,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
     if use_depthwise(g):
         depthwise_forward(x, w, b, g, out)
         return out, Saved(g, None, None, 0, 0, x=x)
+    if CL.use_channels_last(g, x.dtype):
+        saved = Saved(g, None, None, 0, 0, cl=CL.forward(x, w, b, g, out))
+        POOL.give_on_death(saved, saved.cl.xp)
+        return out, saved
     saved = _prepare_input(x, g)
     bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
     rows = (g.N - 1) * saved.Hq + g.OH if saved.folded else g.OH
@@ -525,8 +486,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
     return out, saved
 
 
-def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | None = None) -> np.ndarray:
-    """dL/dx for y = conv2d(x, w): the forward kernel per input phase on the padded gradient."""
+def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | None = None,
+               saved: Saved | None = None) -> np.ndarray:
+    """dL/dx for y = conv2d(x, w): the forward kernel per input phase on the padded gradient. ``saved`` (the
+    forward's) lets a following ``grad_weight`` of the same ``gy`` reuse what this call derived from it."""
     if use_nhwc_depthwise(g):
         if out is None:
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
@@ -537,6 +500,9 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
         depthwise_grad_input(gy, w, g, out)
         return out
+    if CL.use_channels_last(g, gy.dtype):
+        return CL.grad_input(gy, w, g, np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype) if out is None else out,
+                             None if saved is None else saved.cl)
     sh, sw = g.stride
     dh, dw = g.dilation
     pt, _, pl, _ = g.pad
@@ -613,6 +579,8 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
 def grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
     """dL/dw (float64) for y = conv2d(x, w), reusing the phase-split input of the forward pass."""
     g = saved.geo
+    if saved.cl is not None:
+        return CL.grad_weight(gy, saved.cl, g)
     if saved.xn is not None:
         return nhwc_depthwise_grad_weight(gy, saved)
     if saved.x is not None and _rows_backward(g):

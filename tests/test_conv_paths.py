@@ -422,10 +422,13 @@ def test_sum_cl_parts_adds_and_reorders():
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
 
 
-def test_to_nhwc_zeroes_border_and_spare_channels():
-    x = np.random.default_rng(4).standard_normal((2, 3, 4, 5)).astype(np.float32)
-    xp = np.full((2, 7, 6, 8), np.nan, np.float32)
+@pytest.mark.parametrize("width", [5, 11])  # pixel by pixel, and row by row
+def test_to_nhwc_zeroes_border_and_spare_channels(width):
+    x = np.random.default_rng(4).standard_normal((2, 3, 4, width)).astype(np.float32)
+    xp = np.full((2, 7, width + 1, 8), np.nan, np.float32)
     _nhwc.to_nhwc(x, xp, 2, 1)
     want = np.zeros_like(xp)
-    want[:, 2:6, 1:6, :3] = x.transpose(0, 2, 3, 1)
+    want[:, 2:6, 1:, :3] = x.transpose(0, 2, 3, 1)
     np.testing.assert_array_equal(xp, want)
+    back = np.empty_like(x)
+    np.testing.assert_array_equal(_nhwc.from_nhwc(xp, back, 2, 1), x)

@@ -32,8 +32,8 @@ from cnntool.conv._pool import POOL
 TILES = {64: (6, K.cl_fwd_64x6, K.cl_gw_64x6), 48: (8, K.cl_fwd_48x8, K.cl_gw_48x8),
          32: (12, K.cl_fwd_32x12, K.cl_gw_32x12)}
 #: Largest output map (positions per sample) on this path: measured on ResNet-18's layers at 64x64 px (maps of
-#: 16x16 ... 2x2), forward 1.0-1.5x faster than the wide-row kernels' best; larger maps pay the NHWC copies
-#: in and out for a smaller gain.
+#: 16x16 ... 2x2), forward 1.2-1.6x and grad-weight 1.1-1.7x faster than the wide-row kernels; on the 32x32 and
+#: 64x64 maps of ``bench_conv`` the forward was 1.1-1.3x slower (the NHWC copies in and out).
 MAX_POSITIONS = 256
 #: Fewest input and output channels: fewer leave most of a 32-lane tile empty.
 MIN_CHANNELS = 16
@@ -41,9 +41,11 @@ MIN_CHANNELS = 16
 #: the 8x8 ... 2x2 ResNet layers: 128 best or within 2%).
 KC = 128
 #: Tiles of positions per work item of the forward GEMM (one block of output channels over a range of positions;
-#: measured on the 8x8 ... 2x2 ResNet layers: 8 best or within the noise, 2 items per thread up to 2x2 slower).
+#: measured on the 8x8 ... 2x2 ResNet layers: 8 best or within the noise; one item per thread and block 1.5x
+#: slower on the 8x8 map).
 PT = 8
-#: Positions per pass of the grad-weight tile, between loads and stores of its accumulators.
+#: Positions per pass of the grad-weight tile, between loads and stores of its accumulators (its rows of the output
+#: gradient stay in L1; measured: 64 best on the 16x16 and 8x8 maps, 10% behind 128 on the 2x2 map).
 PC = 64
 #: Positions a grad-weight work item covers at least (fewer make more partial sums than they save).
 GW_MIN_RANGE = 256

@@ -13,7 +13,9 @@ How a convolution becomes unit-stride reads (the trick every kernel relies on):
   transposed, flipped tap set; grad-weight is a blocked dot product over the same layout.
 
 Depthwise convolutions have their own paths (``use_depthwise*``, ``use_nhwc_depthwise``): the row kernels with the
-padding fused per plane on larger maps, and channels-last kernels (``_nhwc.py``) on maps of at most 8x8.
+padding fused per plane on larger maps, and channels-last kernels (``_nhwc.py``) on maps of at most 8x8. Dense
+float32 convolutions with small outputs (at most 16x16) run as channels-last GEMMs on AVX-512 hosts
+(``channels_last.py``).
 """
 
 from __future__ import annotations

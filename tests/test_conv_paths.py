@@ -417,9 +417,11 @@ def test_sum_cl_parts_adds_and_reorders():
     rng = np.random.default_rng(2)
     part = rng.standard_normal((3, 4, 21, 40)).astype(np.float32)  # ranges, taps, Cp, Cop (padded)
     out = np.empty((35, 17, 4), np.float32)
-    _nhwc.sum_cl_parts(part, out)
     want = part.astype(np.float64).sum(0)[:, :17, :35].transpose(2, 1, 0)
+    _nhwc.sum_cl_parts(part, out)
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+    one = rng.standard_normal((1, 4, 21, 40)).astype(np.float32)
+    np.testing.assert_array_equal(_nhwc.sum_cl_parts(one, out), one[0, :, :17, :35].transpose(2, 1, 0))
 
 
 @pytest.mark.parametrize("width", [5, 11])  # pixel by pixel, and row by row

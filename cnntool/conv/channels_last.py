@@ -74,166 +74,189 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-@dataclass
-class ClInput:
-    """The forward's padded NHWC input and position offsets, kept for grad-weight."""
-
-    xp: np.ndarray  # (N, Hp, Wp, Cp), pooled: the owner hands it back
-    xoff: np.ndarray  # (N*OH*OW,) offset of each output position's receptive field
-    toff: np.ndarray  # (KH*KW,) offset of each tap
-    Cp: int  # channels per pixel of xp: C rounded up to the grad-weight tile
-    grad_out: tuple | None = None  # (gy, its _GradOut) left by grad_input for grad_weight of the same gy
-
-
-@functools.lru_cache(maxsize=256)
-def _forward_offsets(N, OH, OW, Hp, Wp, Cp, KH, KW, stride, dilation):
-    sh, sw = stride
-    dh, dw = dilation
-    n, oh, ow = np.meshgrid(np.arange(N), np.arange(OH), np.arange(OW), indexing="ij")
-    xoff = (((n * Hp + oh * sh) * Wp + ow * sw) * Cp).reshape(-1).astype(np.int64)
-    kh, kw = np.meshgrid(np.arange(KH), np.arange(KW), indexing="ij")
-    toff = ((kh * dh * Wp + kw * dw) * Cp).reshape(-1).astype(np.int64)
-    return xoff, toff
-
-
 def _pad_positions(off: np.ndarray, count: int, fill: int) -> np.ndarray:
     """``off`` padded to a multiple of the tile's ``count`` with ``fill`` (dummy positions)."""
     extra = _round_up(len(off), count) - len(off)
     return np.concatenate([off, np.full(extra, fill, np.int64)]) if extra else off
 
 
-def _gemm(W, src, xoff, toff, C, wp, bias, ooff, rows, width):
-    """Run the forward GEMM of tile width W over positions (xoff, ooff); returns its pooled (rows + 1, width)
-    output (row ``rows`` is the scratch row of the dummy positions)."""
-    o = POOL.take(((rows + 1) * width,), np.float32)
-    _run_gemm(W, src, xoff, toff, C, wp, bias, o, ooff, rows * width)
-    return o
+@dataclass(frozen=True)
+class _Gemm:
+    """One GEMM's positions: where each reads (``xoff``) and writes (``ooff``), padded to whole tiles (dummy
+    positions read the first position and write the scratch row), and its taps' offsets and indices."""
+
+    xoff: np.ndarray
+    ooff: np.ndarray
+    toff: np.ndarray
+    taps: np.ndarray  # kh * KW + kw of each tap, to pack its weights
 
 
-def _run_gemm(W, src, xoff, toff, C, wp, bias, o, ooff, scratch):
-    """The forward GEMM of tile width W over positions (xoff, ooff) into ``o``; dummy positions write at
-    ``scratch``."""
-    count, fwd, _ = TILES[W]
-    fwd(src, _pad_positions(xoff, count, xoff[0]), toff, C, wp, bias, o, _pad_positions(ooff, count, scratch), KC, PT)
+@dataclass(frozen=True)
+class Plan:
+    """Everything the three passes derive from the shapes alone, built once per geometry (a network asks for the
+    same few on every step; building them per call cost ~0.15 ms of Python per layer, more than the GEMMs of
+    MobileNet's 2x2-map layers)."""
+
+    Wo: int  # forward tile width (output channels per tile)
+    Cop: int  # output channels padded to Wo
+    Cp: int  # channels per pixel of the NHWC input: C padded to the grad-weight tile
+    Hp: int
+    Wp: int
+    xoff: np.ndarray  # (N*OH*OW,) offset of each output position's receptive field in the NHWC input
+    toff: np.ndarray  # (KH*KW,) offset of each tap
+    fwd: _Gemm
+    top: int  # zero border of the NHWC output gradient, wide enough for every tap of grad-input
+    left: int
+    Hg: int
+    Wg: int
+    gyoff: np.ndarray  # (N*OH*OW,) offset of each output position in the bordered output gradient
+    Wi: int  # grad-input tile width (input channels per tile)
+    Cip: int
+    phases: tuple[_Gemm, ...]  # grad-input, one GEMM per input phase some tap reaches
+    untouched: tuple[tuple[int, int], ...]  # (ih0, iw0) of the phases no tap reaches: their gradient is zero
+    zero_out: np.ndarray  # (Cop,) zero bias of the forward without one (read-only use)
+    zero_in: np.ndarray  # (Cip,) zero bias of grad-input
 
 
-def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarray) -> ClInput:
-    """out = conv2d(x, w, b) (NCHW arrays); returns what grad-weight needs (the caller gives ``xp`` back)."""
-    pt, pb, pl, pr = g.pad
-    Wo = tile_width(g.Cout)
-    Cop = _round_up(g.Cout, Wo)
-    Cp = _round_up(g.C, TILES[Wo][0])
-    Hp, Wp = g.H + pt + pb, g.W + pl + pr
-    xp = POOL.take((g.N, Hp, Wp, Cp), np.float32)
-    _nhwc.to_nhwc(x, xp, pt, pl)
-    xoff, toff = _forward_offsets(g.N, g.OH, g.OW, Hp, Wp, Cp, g.KH, g.KW, g.stride, g.dilation)
-    taps = np.arange(g.KH * g.KW, dtype=np.int64)
-    wp = _nhwc.pack_cl(w.reshape(g.Cout, g.C, -1), taps, POOL.take((Cop // Wo, len(taps), g.C, Wo), np.float32),
-                       False)
-    bias = np.zeros(Cop, np.float32)
-    if b is not None:
-        bias[:g.Cout] = b
+def plan(g) -> Plan:
+    return _plan(g.N, g.C, g.H, g.W, g.Cout, g.KH, g.KW, g.stride, g.pad, g.dilation)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation) -> Plan:
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pb, pl, pr = pad
+    OH = (H + pt + pb - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + pl + pr - dw * (KW - 1) - 1) // sw + 1
+    Wo = tile_width(Cout)
+    Cop = _round_up(Cout, Wo)
+    Cp = _round_up(C, TILES[Wo][0])
+    Hp, Wp = H + pt + pb, W + pl + pr
+    n, oh, ow = np.meshgrid(np.arange(N), np.arange(OH), np.arange(OW), indexing="ij")
+    xoff = (((n * Hp + oh * sh) * Wp + ow * sw) * Cp).reshape(-1).astype(np.int64)
+    kh, kw = np.meshgrid(np.arange(KH), np.arange(KW), indexing="ij")
+    toff = ((kh * dh * Wp + kw * dw) * Cp).reshape(-1).astype(np.int64)
+    count = TILES[Wo][0]
     rows = len(xoff)
-    o = _gemm(Wo, xp.reshape(-1), xoff, toff, g.C, wp.reshape(-1), bias, np.arange(rows, dtype=np.int64) * Cop,
-              rows, Cop)
-    _nhwc.from_nhwc(o[:rows * Cop].reshape(g.N, g.OH, g.OW, Cop), out, 0, 0)
-    POOL.give(o)
-    POOL.give(wp)
-    return ClInput(xp, xoff, toff, Cp)
+    fwd = _Gemm(_pad_positions(xoff, count, int(xoff[0])),
+                _pad_positions(np.arange(rows, dtype=np.int64) * Cop, count, rows * Cop), toff,
+                np.arange(KH * KW, dtype=np.int64))
+    top, left = (KH - 1) * dh // sh, (KW - 1) * dw // sw
+    Hg = OH + top + max(0, (H - 1 + pt) // sh - (OH - 1))
+    Wg = OW + left + max(0, (W - 1 + pl) // sw - (OW - 1))
+    gyoff = (((n * Hg + oh + top) * Wg + ow + left) * Cop).reshape(-1).astype(np.int64)
+    Wi = tile_width(C)
+    Cip = _round_up(C, Wi)
+    phases, untouched = [], []
+    nn = np.arange(N)[:, None, None]
+    for rh in range(sh):
+        ih0 = (rh - pt) % sh
+        khs = [k for k in range(KH) if k * dh % sh == rh]
+        for rw in range(sw):
+            iw0 = (rw - pl) % sw
+            if ih0 >= H or iw0 >= W:
+                continue
+            kws = [k for k in range(KW) if k * dw % sw == rw]
+            if not khs or not kws:
+                untouched.append((ih0, iw0))
+                continue
+            ih = np.arange(ih0, H, sh)[None, :, None]
+            iw = np.arange(iw0, W, sw)[None, None, :]
+            qh = (ih + pt - rh) // sh + top
+            qw = (iw + pl - rw) // sw + left
+            pxoff = (((nn * Hg + qh) * Wg + qw) * Cop).reshape(-1).astype(np.int64)
+            pooff = (((nn * H + ih) * W + iw) * Cip).reshape(-1).astype(np.int64)
+            taps = [(a, b) for a in khs for b in kws]
+            ptoff = np.array([-((a * dh - rh) // sh * Wg + (b * dw - rw) // sw) * Cop for a, b in taps], np.int64)
+            ci = TILES[Wi][0]
+            phases.append(_Gemm(_pad_positions(pxoff, ci, int(pxoff[0])), _pad_positions(pooff, ci, N * H * W * Cip),
+                                ptoff, np.array([a * KW + b for a, b in taps], np.int64)))
+    return Plan(Wo, Cop, Cp, Hp, Wp, xoff, toff, fwd, top, left, Hg, Wg, gyoff, Wi, Cip, tuple(phases),
+                tuple(untouched), np.zeros(Cop, np.float32), np.zeros(Cip, np.float32))
 
 
 @dataclass
-class _GradOut:
-    gp: np.ndarray  # flat (N, Hg, Wg, Cop): the output gradient, zero-bordered, channels padded to Cop
-    Hg: int
-    Wg: int
-    top: int
-    left: int
-    Cop: int
+class ClInput:
+    """The forward's padded NHWC input and the geometry's plan, kept for the backward."""
+
+    xp: np.ndarray  # (N, Hp, Wp, Cp), pooled: the owner hands it back
+    plan: Plan
+    grad_out: tuple | None = None  # (gy, its NHWC copy) left by grad_input for grad_weight of the same gy
 
 
-def _grad_out(gy: np.ndarray, g) -> _GradOut:
-    """The output gradient in NHWC with a zero border wide enough for every tap of grad-input to read."""
-    sh, sw = g.stride
-    dh, dw = g.dilation
-    pt, _, pl, _ = g.pad
-    top, left = (g.KH - 1) * dh // sh, (g.KW - 1) * dw // sw
-    bottom = max(0, (g.H - 1 + pt) // sh - (g.OH - 1))
-    right = max(0, (g.W - 1 + pl) // sw - (g.OW - 1))
-    Hg, Wg = g.OH + top + bottom, g.OW + left + right
-    Cop = _round_up(g.Cout, tile_width(g.Cout))
-    gp = POOL.take((g.N, Hg, Wg, Cop), np.float32)
-    _nhwc.to_nhwc(gy, gp, top, left)
-    return _GradOut(gp.reshape(-1), Hg, Wg, top, left, Cop)
+def _run_gemm(W, src, gm: _Gemm, C, wp, bias, o) -> None:
+    """The forward GEMM of tile width W over the positions of ``gm`` into ``o``."""
+    TILES[W][1](src, gm.xoff, gm.toff, C, wp, bias, o, gm.ooff, KC, PT)
+
+
+def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarray) -> ClInput:
+    """out = conv2d(x, w, b) (NCHW arrays); returns what the backward needs (the caller gives ``xp`` back)."""
+    pl_ = plan(g)
+    Wo, Cop = pl_.Wo, pl_.Cop
+    xp = POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32)
+    _nhwc.to_nhwc(x, xp, g.pad[0], g.pad[2])
+    wp = _nhwc.pack_cl(w.reshape(g.Cout, g.C, -1), pl_.fwd.taps,
+                       POOL.take((Cop // Wo, len(pl_.fwd.taps), g.C, Wo), np.float32), False)
+    if b is None:
+        bias = pl_.zero_out
+    else:
+        bias = np.zeros(Cop, np.float32)
+        bias[:g.Cout] = b
+    rows = len(pl_.xoff)
+    o = POOL.take(((rows + 1) * Cop,), np.float32)  # row ``rows``: the dummy positions' scratch row
+    _run_gemm(Wo, xp.reshape(-1), pl_.fwd, g.C, wp.reshape(-1), bias, o)
+    _nhwc.from_nhwc(o[:rows * Cop].reshape(g.N, g.OH, g.OW, Cop), out, 0, 0)
+    POOL.give(o)
+    POOL.give(wp)
+    return ClInput(xp, pl_)
+
+
+def _grad_out(gy: np.ndarray, g, pl_: Plan) -> np.ndarray:
+    """The output gradient in NHWC (pooled), zero-bordered and its channels padded to Cop."""
+    gp = POOL.take((g.N, pl_.Hg, pl_.Wg, pl_.Cop), np.float32)
+    return _nhwc.to_nhwc(gy, gp, pl_.top, pl_.left)
 
 
 def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput | None = None) -> np.ndarray:
     """out = dL/dx (NCHW): per input phase, the GEMM on the bordered output gradient with that phase's taps.
     With ``keep`` (the forward's ClInput) the NHWC output gradient is left there for grad_weight."""
-    sh, sw = g.stride
-    dh, dw = g.dilation
-    pt, _, pl, _ = g.pad
-    go = _grad_out(gy, g)
-    Wi = tile_width(g.C)
-    Cip = _round_up(g.C, Wi)
+    pl_ = plan(g)
+    gp = _grad_out(gy, g, pl_)
+    Wi, Cip = pl_.Wi, pl_.Cip
     rows = g.N * g.H * g.W
     o = POOL.take(((rows + 1) * Cip,), np.float32)
     ov = o[:rows * Cip].reshape(g.N, g.H, g.W, Cip)
+    sh, sw = g.stride
+    for ih0, iw0 in pl_.untouched:
+        ov[:, ih0::sh, iw0::sw] = 0
     w3 = w.reshape(g.Cout, g.C, -1)
-    zero = np.zeros(Cip, np.float32)
-    n = np.arange(g.N)[:, None, None]
-    for rh in range(sh):
-        ih0 = (rh - pt) % sh
-        khs = [kh for kh in range(g.KH) if kh * dh % sh == rh]
-        for rw in range(sw):
-            iw0 = (rw - pl) % sw
-            if ih0 >= g.H or iw0 >= g.W:
-                continue
-            kws = [kw for kw in range(g.KW) if kw * dw % sw == rw]
-            if not khs or not kws:
-                ov[:, ih0::sh, iw0::sw] = 0  # no tap reaches these inputs
-                continue
-            ih = np.arange(ih0, g.H, sh)[None, :, None]
-            iw = np.arange(iw0, g.W, sw)[None, None, :]
-            qh = (ih + pt - rh) // sh + go.top
-            qw = (iw + pl - rw) // sw + go.left
-            xoff = (((n * go.Hg + qh) * go.Wg + qw) * go.Cop).reshape(-1).astype(np.int64)
-            ooff = (((n * g.H + ih) * g.W + iw) * Cip).reshape(-1).astype(np.int64)
-            taps = [(kh, kw) for kh in khs for kw in kws]
-            toff = np.array([-((kh * dh - rh) // sh * go.Wg + (kw * dw - rw) // sw) * go.Cop for kh, kw in taps],
-                            np.int64)
-            tidx = np.array([kh * g.KW + kw for kh, kw in taps], np.int64)
-            wp = _nhwc.pack_cl(w3, tidx, POOL.take((Cip // Wi, len(taps), g.Cout, Wi), np.float32), True)
-            _run_gemm(Wi, go.gp, xoff, toff, g.Cout, wp.reshape(-1), zero, o, ooff, rows * Cip)
-            POOL.give(wp)
+    for gm in pl_.phases:
+        wp = _nhwc.pack_cl(w3, gm.taps, POOL.take((Cip // Wi, len(gm.taps), g.Cout, Wi), np.float32), True)
+        _run_gemm(Wi, gp.reshape(-1), gm, g.Cout, wp.reshape(-1), pl_.zero_in, o)
+        POOL.give(wp)
     _nhwc.from_nhwc(ov, out, 0, 0)
     POOL.give(o)
     if keep is None:
-        _give(go, g)
+        POOL.give(gp)
     else:
-        keep.grad_out = (gy, go)
+        keep.grad_out = (gy, gp)
     return out
-
-
-def _give(go: _GradOut, g) -> None:
-    POOL.give(go.gp.reshape(g.N, go.Hg, go.Wg, go.Cop))
 
 
 def grad_weight(gy: np.ndarray, saved: ClInput, g) -> np.ndarray:
     """dL/dw (float32, (Cout, C, KH, KW)) from the output gradient and the forward's NHWC input."""
+    pl_ = saved.plan
     kept, saved.grad_out = saved.grad_out, None
-    go = kept[1] if kept is not None and kept[0] is gy else _grad_out(gy, g)
-    Wo = tile_width(g.Cout)
-    nb = go.Cop // Wo
-    n, oh, ow = np.meshgrid(np.arange(g.N), np.arange(g.OH), np.arange(g.OW), indexing="ij")
-    gyoff = (((n * go.Hg + oh + go.top) * go.Wg + ow + go.left) * go.Cop).reshape(-1).astype(np.int64)
-    P = len(gyoff)
-    T = len(saved.toff)
+    gp = kept[1] if kept is not None and kept[0] is gy else _grad_out(gy, g, pl_)
+    nb = pl_.Cop // pl_.Wo
+    P = len(pl_.gyoff)
+    T = len(pl_.toff)
     ranges = max(1, min(P // GW_MIN_RANGE, -(-GW_ITEMS_PER_THREAD * _threads() // nb)))
-    part = POOL.take((ranges, T * saved.Cp * go.Cop), np.float32)
-    TILES[Wo][2](saved.xp.reshape(-1), saved.xoff, saved.toff, saved.Cp, go.gp, gyoff, part, PC)
+    part = POOL.take((ranges, T * pl_.Cp * pl_.Cop), np.float32)
+    TILES[pl_.Wo][2](saved.xp.reshape(-1), pl_.xoff, pl_.toff, pl_.Cp, gp.reshape(-1), pl_.gyoff, part, PC)
     dw = np.empty((g.Cout, g.C, T), np.float32)
-    _nhwc.sum_cl_parts(part.reshape(ranges, T, saved.Cp, go.Cop), dw)
+    _nhwc.sum_cl_parts(part.reshape(ranges, T, pl_.Cp, pl_.Cop), dw)
     POOL.give(part)
-    _give(go, g)
+    POOL.give(gp)
     return dw.reshape(g.Cout, g.C, g.KH, g.KW)

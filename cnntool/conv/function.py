@@ -121,7 +121,7 @@ def backward_numpy(gy: torch.Tensor, weight: torch.Tensor, saved: K.Saved, need=
     gx = gw = gb = None
     if need[0]:
         gx_t = torch.empty((geo.N, geo.C, geo.H, geo.W), dtype=dtype)
-        K.grad_input(g, _np(weight), geo, out=gx_t.numpy(), saved=saved)
+        K.grad_input(g, _np(weight), geo, out=gx_t.numpy(), saved=saved if need[1] else None)
         gx = gx_t
     if need[1]:
         gw = torch.from_numpy(K.grad_weight(g, saved)).to(dtype)

@@ -364,8 +364,10 @@ def test_channels_last_gradients_one_at_a_time(monkeypatch):
         xr, wr = x.clone().requires_grad_(wrt == "x"), w.clone().requires_grad_(wrt == "w")
         xf, wf = x.float().requires_grad_(wrt == "x"), w.float().requires_grad_(wrt == "w")
         want = torch.autograd.grad(F.conv2d(xr, wr, stride=2, padding=1), xr if wrt == "x" else wr, gy)[0]
-        got = torch.autograd.grad(cc.conv2d(xf, wf, stride=2, padding=1), xf if wrt == "x" else wf, gy.float())[0]
+        y = cc.conv2d(xf, wf, stride=2, padding=1)
+        got = torch.autograd.grad(y, xf if wrt == "x" else wf, gy.float())[0]
         torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 * (1 + want.abs().max().item()))
+        assert y.grad_fn.saved.cl.grad_out is None  # nothing left behind for a grad-weight that never comes
 
 
 def test_channels_last_grad_weight_adds_position_ranges(monkeypatch):
@@ -434,3 +436,15 @@ def test_to_nhwc_zeroes_border_and_spare_channels(width):
     np.testing.assert_array_equal(xp, want)
     back = np.empty_like(x)
     np.testing.assert_array_equal(_nhwc.from_nhwc(xp, back, 2, 1), x)
+
+
+def test_small_calls_run_on_one_thread():
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        assert K.set_threads(2, flops=K.SERIAL_FLOPS - 1) == 1 == numba.get_num_threads()
+        assert K.set_threads(2, flops=K.SERIAL_FLOPS) == min(2, numba.config.NUMBA_NUM_THREADS)
+        assert K.set_threads(10**6) == numba.config.NUMBA_NUM_THREADS  # capped at the pool
+    finally:
+        numba.set_num_threads(before)

@@ -344,9 +344,12 @@ CHANNELS_LAST = [
 ]
 
 
+@pytest.mark.parametrize("pack_inside", [False, True])  # weights packed first, or inside the GEMM
 @pytest.mark.parametrize("kw, xshape, wshape", CHANNELS_LAST)
-def test_channels_last_gemm_matches_torch(kw, xshape, wshape, monkeypatch):
+def test_channels_last_gemm_matches_torch(kw, xshape, wshape, pack_inside, monkeypatch):
     monkeypatch.setattr(CL, "AVX512", True)  # the path on any host (LLVM splits the vectors where needed)
+    monkeypatch.setattr(CL, "PACK_INSIDE_POSITIONS", 10**9 if pack_inside else 0)
+    monkeypatch.setattr(CL, "PACK_INSIDE_BLOCKS_PER_THREAD", 0)
     x = torch.empty(xshape)
     assert CL.use_channels_last(make_geometry(x, torch.empty(wshape), None, kw.get("stride", 1),
                                               kw.get("padding", 0), kw.get("dilation", 1), 1), np.float32)
@@ -391,6 +394,13 @@ def test_channels_last_choice(monkeypatch):
     assert not CL.use_channels_last(geo((2, 64, 8, 8), (8, 64, 3, 3)), np.float32)
     monkeypatch.setattr(CL, "AVX512", False)
     assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
+
+
+def test_channels_last_packs_weights_inside_for_small_maps_with_many_blocks(monkeypatch):
+    monkeypatch.setattr(CL, "_threads", lambda: 2)
+    assert CL.packs_inside(CL.PACK_INSIDE_POSITIONS, 2 * CL.PACK_INSIDE_BLOCKS_PER_THREAD)
+    assert not CL.packs_inside(CL.PACK_INSIDE_POSITIONS + 1, 64)  # larger maps: pack first, tasks share inputs
+    assert not CL.packs_inside(128, 2 * CL.PACK_INSIDE_BLOCKS_PER_THREAD - 1)  # too few tasks for the threads
 
 
 @pytest.mark.parametrize("channels, width", [(128, 64), (512, 64), (96, 48), (40, 48), (24, 32), (20, 32),

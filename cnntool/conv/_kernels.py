@@ -1432,6 +1432,177 @@ def cl_fwd_64x6(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwdp_64x6(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
+    """``cl_fwd_64x6`` with the weights packed inside: one task per block of 64 output lanes over all
+    positions, which packs each block of ``KC`` reduction channels x all taps into a scratch that stays in L2
+    while every tile of positions passes. For small maps with large kernels (ResNet's 512x512x3x3 on 2x2: 9.4 MB
+    of weights for 128 positions), where packing all weights first wrote and re-read them through memory.
+
+    Lane l of block cb, reduction channel k, tap t reads wsrc[cb*W + l, k, taps[t]] (``by_input`` False: lanes
+    are output channels) or wsrc[k, cb*W + l, taps[t]] (True: grad-input, lanes are input channels); lanes past
+    the last are zero. len(xoff) is a multiple of 6, as for ``cl_fwd_64x6``.
+    """
+    W = 64
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    lanes = wsrc.shape[1] if by_input else wsrc.shape[0]
+    ntile = P // 6
+    for cb in prange(nb):
+        co = cb * W
+        wl = np.empty(T * KC * W, np.float32)
+        for c0 in range(0, C, KC):
+            kc = min(C, c0 + KC) - c0
+            nl = min(W, lanes - co)
+            for k in range(kc):  # pack: W-lane rows written front to back (lane-major order was 1.5x slower)
+                for t in range(T):
+                    row = (t * KC + k) * W
+                    tap = taps[t]
+                    if by_input:
+                        src = wsrc[c0 + k]
+                        for l in range(nl):
+                            wl[row + l] = src[co + l, tap]
+                    else:
+                        for l in range(nl):
+                            wl[row + l] = wsrc[co + l, c0 + k, tap]
+                    for l in range(nl, W):
+                        wl[row + l] = 0
+            for t in range(T):
+                tt = toff[t] + c0
+                first = t == 0 and c0 == 0
+                wo = t * KC * W
+                for i in range(ntile):
+                    p = i * 6
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        bv1 = vload(bias, co + 16)
+                        bv2 = vload(bias, co + 32)
+                        bv3 = vload(bias, co + 48)
+                        r0_0 = bv0
+                        r0_1 = bv1
+                        r0_2 = bv2
+                        r0_3 = bv3
+                        r1_0 = bv0
+                        r1_1 = bv1
+                        r1_2 = bv2
+                        r1_3 = bv3
+                        r2_0 = bv0
+                        r2_1 = bv1
+                        r2_2 = bv2
+                        r2_3 = bv3
+                        r3_0 = bv0
+                        r3_1 = bv1
+                        r3_2 = bv2
+                        r3_3 = bv3
+                        r4_0 = bv0
+                        r4_1 = bv1
+                        r4_2 = bv2
+                        r4_3 = bv3
+                        r5_0 = bv0
+                        r5_1 = bv1
+                        r5_2 = bv2
+                        r5_3 = bv3
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r0_1 = vload(out, q0 + 16)
+                        r0_2 = vload(out, q0 + 32)
+                        r0_3 = vload(out, q0 + 48)
+                        r1_0 = vload(out, q1 + 0)
+                        r1_1 = vload(out, q1 + 16)
+                        r1_2 = vload(out, q1 + 32)
+                        r1_3 = vload(out, q1 + 48)
+                        r2_0 = vload(out, q2 + 0)
+                        r2_1 = vload(out, q2 + 16)
+                        r2_2 = vload(out, q2 + 32)
+                        r2_3 = vload(out, q2 + 48)
+                        r3_0 = vload(out, q3 + 0)
+                        r3_1 = vload(out, q3 + 16)
+                        r3_2 = vload(out, q3 + 32)
+                        r3_3 = vload(out, q3 + 48)
+                        r4_0 = vload(out, q4 + 0)
+                        r4_1 = vload(out, q4 + 16)
+                        r4_2 = vload(out, q4 + 32)
+                        r4_3 = vload(out, q4 + 48)
+                        r5_0 = vload(out, q5 + 0)
+                        r5_1 = vload(out, q5 + 16)
+                        r5_2 = vload(out, q5 + 32)
+                        r5_3 = vload(out, q5 + 48)
+                    for k in range(kc):
+                        wk = wo + k * W
+                        w0 = vload(wl, wk + 0)
+                        w1 = vload(wl, wk + 16)
+                        w2 = vload(wl, wk + 32)
+                        w3 = vload(wl, wk + 48)
+                        xv = vbcast(x, b0 + k)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        r0_1 = vmad(r0_1, xv, w1)
+                        r0_2 = vmad(r0_2, xv, w2)
+                        r0_3 = vmad(r0_3, xv, w3)
+                        xv = vbcast(x, b1 + k)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        r1_1 = vmad(r1_1, xv, w1)
+                        r1_2 = vmad(r1_2, xv, w2)
+                        r1_3 = vmad(r1_3, xv, w3)
+                        xv = vbcast(x, b2 + k)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        r2_1 = vmad(r2_1, xv, w1)
+                        r2_2 = vmad(r2_2, xv, w2)
+                        r2_3 = vmad(r2_3, xv, w3)
+                        xv = vbcast(x, b3 + k)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        r3_1 = vmad(r3_1, xv, w1)
+                        r3_2 = vmad(r3_2, xv, w2)
+                        r3_3 = vmad(r3_3, xv, w3)
+                        xv = vbcast(x, b4 + k)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        r4_1 = vmad(r4_1, xv, w1)
+                        r4_2 = vmad(r4_2, xv, w2)
+                        r4_3 = vmad(r4_3, xv, w3)
+                        xv = vbcast(x, b5 + k)
+                        r5_0 = vmad(r5_0, xv, w0)
+                        r5_1 = vmad(r5_1, xv, w1)
+                        r5_2 = vmad(r5_2, xv, w2)
+                        r5_3 = vmad(r5_3, xv, w3)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q0 + 16, r0_1)
+                    vstore(out, q0 + 32, r0_2)
+                    vstore(out, q0 + 48, r0_3)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q1 + 16, r1_1)
+                    vstore(out, q1 + 32, r1_2)
+                    vstore(out, q1 + 48, r1_3)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q2 + 16, r2_1)
+                    vstore(out, q2 + 32, r2_2)
+                    vstore(out, q2 + 48, r2_3)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q3 + 16, r3_1)
+                    vstore(out, q3 + 32, r3_2)
+                    vstore(out, q3 + 48, r3_3)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q4 + 16, r4_1)
+                    vstore(out, q4 + 32, r4_2)
+                    vstore(out, q4 + 48, r4_3)
+                    vstore(out, q5 + 0, r5_0)
+                    vstore(out, q5 + 16, r5_1)
+                    vstore(out, q5 + 32, r5_2)
+                    vstore(out, q5 + 48, r5_3)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def cl_gw_64x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
     """Channels-last weight gradient with a register tile of 64 output channels x 6 input channels:
     part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
@@ -1709,6 +1880,181 @@ def cl_fwd_48x8(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
                         r6_1 = vmad(r6_1, xv, w1)
                         r6_2 = vmad(r6_2, xv, w2)
                         xv = vbcast(x, b7 + ci)
+                        r7_0 = vmad(r7_0, xv, w0)
+                        r7_1 = vmad(r7_1, xv, w1)
+                        r7_2 = vmad(r7_2, xv, w2)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q0 + 16, r0_1)
+                    vstore(out, q0 + 32, r0_2)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q1 + 16, r1_1)
+                    vstore(out, q1 + 32, r1_2)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q2 + 16, r2_1)
+                    vstore(out, q2 + 32, r2_2)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q3 + 16, r3_1)
+                    vstore(out, q3 + 32, r3_2)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q4 + 16, r4_1)
+                    vstore(out, q4 + 32, r4_2)
+                    vstore(out, q5 + 0, r5_0)
+                    vstore(out, q5 + 16, r5_1)
+                    vstore(out, q5 + 32, r5_2)
+                    vstore(out, q6 + 0, r6_0)
+                    vstore(out, q6 + 16, r6_1)
+                    vstore(out, q6 + 32, r6_2)
+                    vstore(out, q7 + 0, r7_0)
+                    vstore(out, q7 + 16, r7_1)
+                    vstore(out, q7 + 32, r7_2)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwdp_48x8(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
+    """``cl_fwd_48x8`` with the weights packed inside: one task per block of 48 output lanes over all
+    positions, which packs each block of ``KC`` reduction channels x all taps into a scratch that stays in L2
+    while every tile of positions passes. For small maps with large kernels (ResNet's 512x512x3x3 on 2x2: 9.4 MB
+    of weights for 128 positions), where packing all weights first wrote and re-read them through memory.
+
+    Lane l of block cb, reduction channel k, tap t reads wsrc[cb*W + l, k, taps[t]] (``by_input`` False: lanes
+    are output channels) or wsrc[k, cb*W + l, taps[t]] (True: grad-input, lanes are input channels); lanes past
+    the last are zero. len(xoff) is a multiple of 8, as for ``cl_fwd_48x8``.
+    """
+    W = 48
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    lanes = wsrc.shape[1] if by_input else wsrc.shape[0]
+    ntile = P // 8
+    for cb in prange(nb):
+        co = cb * W
+        wl = np.empty(T * KC * W, np.float32)
+        for c0 in range(0, C, KC):
+            kc = min(C, c0 + KC) - c0
+            nl = min(W, lanes - co)
+            for k in range(kc):  # pack: W-lane rows written front to back (lane-major order was 1.5x slower)
+                for t in range(T):
+                    row = (t * KC + k) * W
+                    tap = taps[t]
+                    if by_input:
+                        src = wsrc[c0 + k]
+                        for l in range(nl):
+                            wl[row + l] = src[co + l, tap]
+                    else:
+                        for l in range(nl):
+                            wl[row + l] = wsrc[co + l, c0 + k, tap]
+                    for l in range(nl, W):
+                        wl[row + l] = 0
+            for t in range(T):
+                tt = toff[t] + c0
+                first = t == 0 and c0 == 0
+                wo = t * KC * W
+                for i in range(ntile):
+                    p = i * 8
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    b6 = xoff[p + 6] + tt
+                    q6 = ooff[p + 6] + co
+                    b7 = xoff[p + 7] + tt
+                    q7 = ooff[p + 7] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        bv1 = vload(bias, co + 16)
+                        bv2 = vload(bias, co + 32)
+                        r0_0 = bv0
+                        r0_1 = bv1
+                        r0_2 = bv2
+                        r1_0 = bv0
+                        r1_1 = bv1
+                        r1_2 = bv2
+                        r2_0 = bv0
+                        r2_1 = bv1
+                        r2_2 = bv2
+                        r3_0 = bv0
+                        r3_1 = bv1
+                        r3_2 = bv2
+                        r4_0 = bv0
+                        r4_1 = bv1
+                        r4_2 = bv2
+                        r5_0 = bv0
+                        r5_1 = bv1
+                        r5_2 = bv2
+                        r6_0 = bv0
+                        r6_1 = bv1
+                        r6_2 = bv2
+                        r7_0 = bv0
+                        r7_1 = bv1
+                        r7_2 = bv2
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r0_1 = vload(out, q0 + 16)
+                        r0_2 = vload(out, q0 + 32)
+                        r1_0 = vload(out, q1 + 0)
+                        r1_1 = vload(out, q1 + 16)
+                        r1_2 = vload(out, q1 + 32)
+                        r2_0 = vload(out, q2 + 0)
+                        r2_1 = vload(out, q2 + 16)
+                        r2_2 = vload(out, q2 + 32)
+                        r3_0 = vload(out, q3 + 0)
+                        r3_1 = vload(out, q3 + 16)
+                        r3_2 = vload(out, q3 + 32)
+                        r4_0 = vload(out, q4 + 0)
+                        r4_1 = vload(out, q4 + 16)
+                        r4_2 = vload(out, q4 + 32)
+                        r5_0 = vload(out, q5 + 0)
+                        r5_1 = vload(out, q5 + 16)
+                        r5_2 = vload(out, q5 + 32)
+                        r6_0 = vload(out, q6 + 0)
+                        r6_1 = vload(out, q6 + 16)
+                        r6_2 = vload(out, q6 + 32)
+                        r7_0 = vload(out, q7 + 0)
+                        r7_1 = vload(out, q7 + 16)
+                        r7_2 = vload(out, q7 + 32)
+                    for k in range(kc):
+                        wk = wo + k * W
+                        w0 = vload(wl, wk + 0)
+                        w1 = vload(wl, wk + 16)
+                        w2 = vload(wl, wk + 32)
+                        xv = vbcast(x, b0 + k)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        r0_1 = vmad(r0_1, xv, w1)
+                        r0_2 = vmad(r0_2, xv, w2)
+                        xv = vbcast(x, b1 + k)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        r1_1 = vmad(r1_1, xv, w1)
+                        r1_2 = vmad(r1_2, xv, w2)
+                        xv = vbcast(x, b2 + k)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        r2_1 = vmad(r2_1, xv, w1)
+                        r2_2 = vmad(r2_2, xv, w2)
+                        xv = vbcast(x, b3 + k)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        r3_1 = vmad(r3_1, xv, w1)
+                        r3_2 = vmad(r3_2, xv, w2)
+                        xv = vbcast(x, b4 + k)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        r4_1 = vmad(r4_1, xv, w1)
+                        r4_2 = vmad(r4_2, xv, w2)
+                        xv = vbcast(x, b5 + k)
+                        r5_0 = vmad(r5_0, xv, w0)
+                        r5_1 = vmad(r5_1, xv, w1)
+                        r5_2 = vmad(r5_2, xv, w2)
+                        xv = vbcast(x, b6 + k)
+                        r6_0 = vmad(r6_0, xv, w0)
+                        r6_1 = vmad(r6_1, xv, w1)
+                        r6_2 = vmad(r6_2, xv, w2)
+                        xv = vbcast(x, b7 + k)
                         r7_0 = vmad(r7_0, xv, w0)
                         r7_1 = vmad(r7_1, xv, w1)
                         r7_2 = vmad(r7_2, xv, w2)
@@ -2029,6 +2375,191 @@ def cl_fwd_32x12(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
                         r10_0 = vmad(r10_0, xv, w0)
                         r10_1 = vmad(r10_1, xv, w1)
                         xv = vbcast(x, b11 + ci)
+                        r11_0 = vmad(r11_0, xv, w0)
+                        r11_1 = vmad(r11_1, xv, w1)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q0 + 16, r0_1)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q1 + 16, r1_1)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q2 + 16, r2_1)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q3 + 16, r3_1)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q4 + 16, r4_1)
+                    vstore(out, q5 + 0, r5_0)
+                    vstore(out, q5 + 16, r5_1)
+                    vstore(out, q6 + 0, r6_0)
+                    vstore(out, q6 + 16, r6_1)
+                    vstore(out, q7 + 0, r7_0)
+                    vstore(out, q7 + 16, r7_1)
+                    vstore(out, q8 + 0, r8_0)
+                    vstore(out, q8 + 16, r8_1)
+                    vstore(out, q9 + 0, r9_0)
+                    vstore(out, q9 + 16, r9_1)
+                    vstore(out, q10 + 0, r10_0)
+                    vstore(out, q10 + 16, r10_1)
+                    vstore(out, q11 + 0, r11_0)
+                    vstore(out, q11 + 16, r11_1)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwdp_32x12(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
+    """``cl_fwd_32x12`` with the weights packed inside: one task per block of 32 output lanes over all
+    positions, which packs each block of ``KC`` reduction channels x all taps into a scratch that stays in L2
+    while every tile of positions passes. For small maps with large kernels (ResNet's 512x512x3x3 on 2x2: 9.4 MB
+    of weights for 128 positions), where packing all weights first wrote and re-read them through memory.
+
+    Lane l of block cb, reduction channel k, tap t reads wsrc[cb*W + l, k, taps[t]] (``by_input`` False: lanes
+    are output channels) or wsrc[k, cb*W + l, taps[t]] (True: grad-input, lanes are input channels); lanes past
+    the last are zero. len(xoff) is a multiple of 12, as for ``cl_fwd_32x12``.
+    """
+    W = 32
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    lanes = wsrc.shape[1] if by_input else wsrc.shape[0]
+    ntile = P // 12
+    for cb in prange(nb):
+        co = cb * W
+        wl = np.empty(T * KC * W, np.float32)
+        for c0 in range(0, C, KC):
+            kc = min(C, c0 + KC) - c0
+            nl = min(W, lanes - co)
+            for k in range(kc):  # pack: W-lane rows written front to back (lane-major order was 1.5x slower)
+                for t in range(T):
+                    row = (t * KC + k) * W
+                    tap = taps[t]
+                    if by_input:
+                        src = wsrc[c0 + k]
+                        for l in range(nl):
+                            wl[row + l] = src[co + l, tap]
+                    else:
+                        for l in range(nl):
+                            wl[row + l] = wsrc[co + l, c0 + k, tap]
+                    for l in range(nl, W):
+                        wl[row + l] = 0
+            for t in range(T):
+                tt = toff[t] + c0
+                first = t == 0 and c0 == 0
+                wo = t * KC * W
+                for i in range(ntile):
+                    p = i * 12
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    b6 = xoff[p + 6] + tt
+                    q6 = ooff[p + 6] + co
+                    b7 = xoff[p + 7] + tt
+                    q7 = ooff[p + 7] + co
+                    b8 = xoff[p + 8] + tt
+                    q8 = ooff[p + 8] + co
+                    b9 = xoff[p + 9] + tt
+                    q9 = ooff[p + 9] + co
+                    b10 = xoff[p + 10] + tt
+                    q10 = ooff[p + 10] + co
+                    b11 = xoff[p + 11] + tt
+                    q11 = ooff[p + 11] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        bv1 = vload(bias, co + 16)
+                        r0_0 = bv0
+                        r0_1 = bv1
+                        r1_0 = bv0
+                        r1_1 = bv1
+                        r2_0 = bv0
+                        r2_1 = bv1
+                        r3_0 = bv0
+                        r3_1 = bv1
+                        r4_0 = bv0
+                        r4_1 = bv1
+                        r5_0 = bv0
+                        r5_1 = bv1
+                        r6_0 = bv0
+                        r6_1 = bv1
+                        r7_0 = bv0
+                        r7_1 = bv1
+                        r8_0 = bv0
+                        r8_1 = bv1
+                        r9_0 = bv0
+                        r9_1 = bv1
+                        r10_0 = bv0
+                        r10_1 = bv1
+                        r11_0 = bv0
+                        r11_1 = bv1
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r0_1 = vload(out, q0 + 16)
+                        r1_0 = vload(out, q1 + 0)
+                        r1_1 = vload(out, q1 + 16)
+                        r2_0 = vload(out, q2 + 0)
+                        r2_1 = vload(out, q2 + 16)
+                        r3_0 = vload(out, q3 + 0)
+                        r3_1 = vload(out, q3 + 16)
+                        r4_0 = vload(out, q4 + 0)
+                        r4_1 = vload(out, q4 + 16)
+                        r5_0 = vload(out, q5 + 0)
+                        r5_1 = vload(out, q5 + 16)
+                        r6_0 = vload(out, q6 + 0)
+                        r6_1 = vload(out, q6 + 16)
+                        r7_0 = vload(out, q7 + 0)
+                        r7_1 = vload(out, q7 + 16)
+                        r8_0 = vload(out, q8 + 0)
+                        r8_1 = vload(out, q8 + 16)
+                        r9_0 = vload(out, q9 + 0)
+                        r9_1 = vload(out, q9 + 16)
+                        r10_0 = vload(out, q10 + 0)
+                        r10_1 = vload(out, q10 + 16)
+                        r11_0 = vload(out, q11 + 0)
+                        r11_1 = vload(out, q11 + 16)
+                    for k in range(kc):
+                        wk = wo + k * W
+                        w0 = vload(wl, wk + 0)
+                        w1 = vload(wl, wk + 16)
+                        xv = vbcast(x, b0 + k)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        r0_1 = vmad(r0_1, xv, w1)
+                        xv = vbcast(x, b1 + k)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        r1_1 = vmad(r1_1, xv, w1)
+                        xv = vbcast(x, b2 + k)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        r2_1 = vmad(r2_1, xv, w1)
+                        xv = vbcast(x, b3 + k)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        r3_1 = vmad(r3_1, xv, w1)
+                        xv = vbcast(x, b4 + k)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        r4_1 = vmad(r4_1, xv, w1)
+                        xv = vbcast(x, b5 + k)
+                        r5_0 = vmad(r5_0, xv, w0)
+                        r5_1 = vmad(r5_1, xv, w1)
+                        xv = vbcast(x, b6 + k)
+                        r6_0 = vmad(r6_0, xv, w0)
+                        r6_1 = vmad(r6_1, xv, w1)
+                        xv = vbcast(x, b7 + k)
+                        r7_0 = vmad(r7_0, xv, w0)
+                        r7_1 = vmad(r7_1, xv, w1)
+                        xv = vbcast(x, b8 + k)
+                        r8_0 = vmad(r8_0, xv, w0)
+                        r8_1 = vmad(r8_1, xv, w1)
+                        xv = vbcast(x, b9 + k)
+                        r9_0 = vmad(r9_0, xv, w0)
+                        r9_1 = vmad(r9_1, xv, w1)
+                        xv = vbcast(x, b10 + k)
+                        r10_0 = vmad(r10_0, xv, w0)
+                        r10_1 = vmad(r10_1, xv, w1)
+                        xv = vbcast(x, b11 + k)
                         r11_0 = vmad(r11_0, xv, w0)
                         r11_1 = vmad(r11_1, xv, w1)
                     vstore(out, q0 + 0, r0_0)

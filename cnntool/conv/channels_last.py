@@ -31,6 +31,8 @@ from cnntool.conv._pool import POOL
 #: positions per tile in the forward, input channels per tile in grad-weight (both keep 24 accumulators).
 TILES = {64: (6, K.cl_fwd_64x6, K.cl_gw_64x6), 48: (8, K.cl_fwd_48x8, K.cl_gw_48x8),
          32: (12, K.cl_fwd_32x12, K.cl_gw_32x12)}
+#: The same forward GEMMs with the weight packing inside (``cl_fwdp_*``: one task per block of lanes).
+PACKING = {64: K.cl_fwdp_64x6, 48: K.cl_fwdp_48x8, 32: K.cl_fwdp_32x12}
 #: Largest output map (positions per sample) on this path: measured on ResNet-18's layers at 64x64 px (maps of
 #: 16x16 ... 2x2), forward 1.2-1.6x and grad-weight 1.1-1.7x faster than the wide-row kernels; on the 32x32 and
 #: 64x64 maps of ``bench_conv`` the forward was 1.1-1.3x slower (the NHWC copies in and out).
@@ -47,6 +49,12 @@ PT = 8
 #: Positions per pass of the grad-weight tile, between loads and stores of its accumulators (its rows of the output
 #: gradient stay in L1; measured: 64 best on the 16x16 and 8x8 maps, 10% behind 128 on the 2x2 map).
 PC = 64
+#: Most positions (all samples) for which a GEMM packs its weights inside, one task per block of lanes over all
+#: positions: there the weights outweigh the inputs (ResNet-18's 4x4 and 2x2 maps at batch 32: 512 and 128
+#: positions), and packing them all first cost a write and a re-read of every weight through memory.
+PACK_INSIDE_POSITIONS = 512
+#: ...and only with at least this many blocks of lanes per thread (the tasks are the blocks).
+PACK_INSIDE_BLOCKS_PER_THREAD = 2
 #: Positions a grad-weight work item covers at least (fewer make more partial sums than they save).
 GW_MIN_RANGE = 256
 #: Grad-weight work items per thread to aim for: blocks of output channels first, then ranges of positions (each
@@ -185,9 +193,21 @@ class ClInput:
     grad_out: tuple | None = None  # (gy, its NHWC copy) left by grad_input for grad_weight of the same gy
 
 
-def _run_gemm(W, src, gm: _Gemm, C, wp, bias, o) -> None:
-    """The forward GEMM of tile width W over the positions of ``gm`` into ``o``."""
-    TILES[W][1](src, gm.xoff, gm.toff, C, wp, bias, o, gm.ooff, KC, PT)
+def packs_inside(positions: int, blocks: int) -> bool:
+    """Whether a GEMM of ``blocks`` blocks of lanes over ``positions`` positions packs its weights inside."""
+    return positions <= PACK_INSIDE_POSITIONS and blocks >= PACK_INSIDE_BLOCKS_PER_THREAD * _threads()
+
+
+def _run_gemm(W, src, gm: _Gemm, C, w3, by_input: bool, shape: tuple, bias, o) -> None:
+    """The forward GEMM of tile width W over the positions of ``gm`` into ``o``, its weights taken from
+    w3 = w.reshape(Cout, Cin, KH*KW) for the taps ``gm.taps`` (lanes: input channels when ``by_input``), packed
+    first into a (blocks, taps, C, W) buffer of ``shape`` or, for small maps, inside the GEMM."""
+    if packs_inside(len(gm.xoff), shape[0]):
+        PACKING[W](src, gm.xoff, gm.toff, C, w3, gm.taps, by_input, bias, o, gm.ooff, KC)
+        return
+    wp = _nhwc.pack_cl(w3, gm.taps, POOL.take(shape, np.float32), by_input)
+    TILES[W][1](src, gm.xoff, gm.toff, C, wp.reshape(-1), bias, o, gm.ooff, KC, PT)
+    POOL.give(wp)
 
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarray) -> ClInput:
@@ -196,8 +216,6 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarr
     Wo, Cop = pl_.Wo, pl_.Cop
     xp = POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32)
     _nhwc.to_nhwc(x, xp, g.pad[0], g.pad[2])
-    wp = _nhwc.pack_cl(w.reshape(g.Cout, g.C, -1), pl_.fwd.taps,
-                       POOL.take((Cop // Wo, len(pl_.fwd.taps), g.C, Wo), np.float32), False)
     if b is None:
         bias = pl_.zero_out
     else:
@@ -205,10 +223,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarr
         bias[:g.Cout] = b
     rows = len(pl_.xoff)
     o = POOL.take(((rows + 1) * Cop,), np.float32)  # row ``rows``: the dummy positions' scratch row
-    _run_gemm(Wo, xp.reshape(-1), pl_.fwd, g.C, wp.reshape(-1), bias, o)
+    _run_gemm(Wo, xp.reshape(-1), pl_.fwd, g.C, w.reshape(g.Cout, g.C, -1), False,
+              (Cop // Wo, len(pl_.fwd.taps), g.C, Wo), bias, o)
     _nhwc.from_nhwc(o[:rows * Cop].reshape(g.N, g.OH, g.OW, Cop), out, 0, 0)
     POOL.give(o)
-    POOL.give(wp)
     return ClInput(xp, pl_)
 
 
@@ -232,9 +250,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput 
         ov[:, ih0::sh, iw0::sw] = 0
     w3 = w.reshape(g.Cout, g.C, -1)
     for gm in pl_.phases:
-        wp = _nhwc.pack_cl(w3, gm.taps, POOL.take((Cip // Wi, len(gm.taps), g.Cout, Wi), np.float32), True)
-        _run_gemm(Wi, gp.reshape(-1), gm, g.Cout, wp.reshape(-1), pl_.zero_in, o)
-        POOL.give(wp)
+        _run_gemm(Wi, gp.reshape(-1), gm, g.Cout, w3, True, (Cip // Wi, len(gm.taps), g.Cout, Wi), pl_.zero_in, o)
     _nhwc.from_nhwc(ov, out, 0, 0)
     POOL.give(o)
     if keep is None:

@@ -383,11 +383,15 @@ def test_channels_last_grad_weight_adds_position_ranges(monkeypatch):
 def test_channels_last_choice(monkeypatch):
     monkeypatch.setattr(CL, "AVX512", True)
 
-    def geo(xshape, wshape, groups=1, padding=1):
-        return make_geometry(torch.empty(xshape), torch.empty(wshape), None, 1, padding, 1, groups)
+    def geo(xshape, wshape, groups=1, padding=1, stride=1):
+        return make_geometry(torch.empty(xshape), torch.empty(wshape), None, stride, padding, 1, groups)
 
     assert CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
     assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float64)
+    pointwise = dict(padding=0)  # unpadded stride-1 1x1: the wide rows read it in place, so only small maps here
+    assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 1, 1), **pointwise), np.float32)
+    assert CL.use_channels_last(geo((2, 64, 8, 8), (64, 64, 1, 1), **pointwise), np.float32)
+    assert CL.use_channels_last(geo((2, 64, 32, 32), (64, 64, 1, 1), padding=0, stride=2), np.float32)  # 16x16
     assert not CL.use_channels_last(geo((2, 64, 17, 16), (64, 64, 3, 3)), np.float32)  # 272 positions
     assert not CL.use_channels_last(geo((2, 64, 8, 8), (64, 32, 3, 3), groups=2), np.float32)
     assert not CL.use_channels_last(geo((2, 8, 8, 8), (64, 8, 3, 3)), np.float32)

@@ -37,6 +37,10 @@ PACKING = {64: K.cl_fwdp_64x6, 48: K.cl_fwdp_48x8, 32: K.cl_fwdp_32x12}
 #: 16x16 ... 2x2), forward 1.2-1.6x and grad-weight 1.1-1.7x faster than the wide-row kernels; on the 32x32 and
 #: 64x64 maps of ``bench_conv`` the forward was 1.1-1.3x slower (the NHWC copies in and out).
 MAX_POSITIONS = 256
+#: ...but an unpadded stride-1 1x1 convolution reads its input in place on the wide rows and computes no padding
+#: there, so this path pays only on maps of at most 8x8 (measured, forward + backward: 16x16 maps 1.06-1.24x
+#: slower here, 8x8 0.89-1.14, 4x4 and 2x2 0.62-0.85).
+POINTWISE_MAX_POSITIONS = 64
 #: Fewest input and output channels: fewer leave most of a 32-lane tile empty.
 MIN_CHANNELS = 16
 #: Reduction channels per block of the forward GEMM: their weights stay in L1 while the positions pass (measured on
@@ -69,7 +73,9 @@ def _threads() -> int:
 
 def use_channels_last(g, dtype) -> bool:
     """This path for geometry ``g``: float32 on an AVX-512 host, no groups, a small output map, enough channels."""
-    return (AVX512 and np.dtype(dtype) == np.float32 and g.groups == 1 and g.OH * g.OW <= MAX_POSITIONS
+    pointwise = g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.pad)
+    limit = POINTWISE_MAX_POSITIONS if pointwise else MAX_POSITIONS
+    return (AVX512 and np.dtype(dtype) == np.float32 and g.groups == 1 and g.OH * g.OW <= limit
             and min(g.C, g.Cout) >= MIN_CHANNELS)
 
 

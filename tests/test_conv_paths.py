@@ -164,6 +164,23 @@ def test_depthwise_small_maps_channels_last(kw, n, size, c, dtype):
     _check((n, c, *size), (c, 1, kh, kwid), dtype, bias=n != 1, groups=c, **kw)
 
 
+def test_channels_last_depthwise_gradients_one_at_a_time():
+    # grad-input leaves its NHWC output gradient for grad-weight only when a weight gradient is wanted
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 20, 4, 4, generator=g, dtype=torch.float64)
+    w = torch.randn(20, 1, 3, 3, generator=g, dtype=torch.float64) / 3
+    gy = torch.randn(3, 20, 4, 4, generator=g, dtype=torch.float64)
+    for wrt in ("x", "w", "both"):
+        xr, wr = x.clone().requires_grad_(wrt != "w"), w.clone().requires_grad_(wrt != "x")
+        xf, wf = x.float().requires_grad_(wrt != "w"), w.float().requires_grad_(wrt != "x")
+        want = torch.autograd.grad(F.conv2d(xr, wr, padding=1, groups=20), [t for t in (xr, wr) if t.requires_grad], gy)
+        y = cc.conv2d(xf, wf, padding=1, groups=20)
+        got = torch.autograd.grad(y, [t for t in (xf, wf) if t.requires_grad], gy.float())
+        for a, e in zip(got, want):
+            torch.testing.assert_close(a.double(), e, rtol=0, atol=1e-5 * (1 + e.abs().max().item()))
+        assert y.grad_fn.saved.gyn is None
+
+
 def test_channels_last_depthwise_only_on_small_maps_with_one_output_per_channel():
     def geo(size, mult=1):
         return K.Geometry.make((2, 8, size, size), (8 * mult, 1, 3, 3), (1, 1), (1,) * 4, (1, 1), 8)

@@ -219,6 +219,7 @@ class Saved:
     Hq: int = 0  # rows per sample of the phase planes
     x: np.ndarray | None = None  # the input itself when the forward did not build ``xs`` (fused depthwise)
     xn: np.ndarray | None = None  # the padded channels-last input of the small-map depthwise path
+    gyn: tuple | None = None  # (gy, its NHWC copy) left by that path's grad_input for grad_weight
     planes: int = 1  # planes of Wq-wide rows the taps read (channels x phases; one per tap for im2col)
     cl: CL.ClInput | None = None  # the channels-last path's NHWC input
 
@@ -446,19 +447,25 @@ def nhwc_depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g
     return saved
 
 
-def nhwc_depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray) -> None:
+def nhwc_depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray,
+                              saved: Saved | None = None) -> None:
+    """With ``saved`` (the forward's), the NHWC output gradient is left there for grad_weight of the same gy."""
     gyn = _nhwc_grad_out(gy, g)
     pt, pb, pl, pr = g.pad
     gxp = POOL.take((g.N, g.H + pt + pb, g.W + pl + pr, g.C), gy.dtype)
     _nhwc.dw_grad_input(gyn, _nhwc_weights(w, g), gxp, *g.stride, *g.dilation)
     _nhwc.from_nhwc(gxp, out, pt, pl)
-    POOL.give(gyn)
     POOL.give(gxp)
+    if saved is None:
+        POOL.give(gyn)
+    else:
+        saved.gyn = (gy, gyn)
 
 
 def nhwc_depthwise_grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
     g = saved.geo
-    gyn = _nhwc_grad_out(gy, g)
+    kept, saved.gyn = saved.gyn, None
+    gyn = kept[1] if kept is not None and kept[0] is gy else _nhwc_grad_out(gy, g)
     part = np.empty((g.N, g.KH, g.KW, g.C), dtype=gy.dtype)
     _nhwc.dw_grad_weight(gyn, saved.xn, part, *g.stride, *g.dilation)
     POOL.give(gyn)
@@ -497,7 +504,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     if use_nhwc_depthwise(g):
         if out is None:
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
-        nhwc_depthwise_grad_input(gy, w, g, out)
+        nhwc_depthwise_grad_input(gy, w, g, out, saved)
         return out
     if _rows_backward(g):
         if out is None:

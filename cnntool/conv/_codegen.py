@@ -314,6 +314,37 @@ def _gw(cob: int, kb: int) -> str:
 CL_TILES = ((4, 6), (3, 8), (2, 12))
 
 
+def _cl_fwd_tile(a, nv: int, count: int, weights: str, channels: str) -> None:
+    """The body of a channels-last forward GEMM's position loop (``i``: one tile of ``count`` positions): start its
+    accumulators from the bias or from ``out``, add the reduction channels ``k`` in ``channels`` (offsets ``+ k``
+    from ``b*`` into x, weight vectors at ``wo + k*W`` in ``weights``), store them back."""
+    a(f"                    p = i * {count}")
+    for j in range(count):
+        a(f"                    b{j} = xoff[p + {j}] + tt")
+        a(f"                    q{j} = ooff[p + {j}] + co")
+    a("                    if first:")
+    for v in range(nv):
+        a(f"                        bv{v} = vload(bias, co + {16 * v})")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                        r{j}_{v} = bv{v}")
+    a("                    else:")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vload(out, q{j} + {16 * v})")
+    a(f"                    for k in {channels}:")
+    a("                        wk = wo + k * W")
+    for v in range(nv):
+        a(f"                        w{v} = vload({weights}, wk + {16 * v})")
+    for j in range(count):
+        a(f"                        xv = vbcast(x, b{j} + k)")
+        for v in range(nv):
+            a(f"                        r{j}_{v} = vmad(r{j}_{v}, xv, w{v})")
+    for j in range(count):
+        for v in range(nv):
+            a(f"                    vstore(out, q{j} + {16 * v}, r{j}_{v})")
+
+
 def _cl_fwd(nv: int, count: int) -> str:
     lines = []
     a = lines.append
@@ -348,31 +379,7 @@ def _cl_fwd(nv: int, count: int) -> str:
     a("                first = t == 0 and c0 == 0")
     a("                wo = (cb * T + t) * C * W")
     a("                for i in range(i0, i1):")
-    a(f"                    p = i * {count}")
-    for j in range(count):
-        a(f"                    b{j} = xoff[p + {j}] + tt")
-        a(f"                    q{j} = ooff[p + {j}] + co")
-    a("                    if first:")
-    for v in range(nv):
-        a(f"                        bv{v} = vload(bias, co + {16 * v})")
-    for j in range(count):
-        for v in range(nv):
-            a(f"                        r{j}_{v} = bv{v}")
-    a("                    else:")
-    for j in range(count):
-        for v in range(nv):
-            a(f"                        r{j}_{v} = vload(out, q{j} + {16 * v})")
-    a("                    for ci in range(c0, c1):")
-    a("                        wk = wo + ci * W")
-    for v in range(nv):
-        a(f"                        w{v} = vload(wp, wk + {16 * v})")
-    for j in range(count):
-        a(f"                        xv = vbcast(x, b{j} + ci)")
-        for v in range(nv):
-            a(f"                        r{j}_{v} = vmad(r{j}_{v}, xv, w{v})")
-    for j in range(count):
-        for v in range(nv):
-            a(f"                    vstore(out, q{j} + {16 * v}, r{j}_{v})")
+    _cl_fwd_tile(a, nv, count, "wp", "range(c0, c1)")
     a("    return out")
     return "\n".join(lines) + "\n"
 
@@ -422,31 +429,7 @@ def _cl_fwd_packing(nv: int, count: int) -> str:
     a("                first = t == 0 and c0 == 0")
     a("                wo = t * KC * W")
     a("                for i in range(ntile):")
-    a(f"                    p = i * {count}")
-    for j in range(count):
-        a(f"                    b{j} = xoff[p + {j}] + tt")
-        a(f"                    q{j} = ooff[p + {j}] + co")
-    a("                    if first:")
-    for v in range(nv):
-        a(f"                        bv{v} = vload(bias, co + {16 * v})")
-    for j in range(count):
-        for v in range(nv):
-            a(f"                        r{j}_{v} = bv{v}")
-    a("                    else:")
-    for j in range(count):
-        for v in range(nv):
-            a(f"                        r{j}_{v} = vload(out, q{j} + {16 * v})")
-    a("                    for k in range(kc):")
-    a("                        wk = wo + k * W")
-    for v in range(nv):
-        a(f"                        w{v} = vload(wl, wk + {16 * v})")
-    for j in range(count):
-        a(f"                        xv = vbcast(x, b{j} + k)")
-        for v in range(nv):
-            a(f"                        r{j}_{v} = vmad(r{j}_{v}, xv, w{v})")
-    for j in range(count):
-        for v in range(nv):
-            a(f"                    vstore(out, q{j} + {16 * v}, r{j}_{v})")
+    _cl_fwd_tile(a, nv, count, "wl", "range(kc)")
     a("    return out")
     return "\n".join(lines) + "\n"
 

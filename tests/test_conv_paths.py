@@ -479,3 +479,53 @@ def test_small_calls_run_on_one_thread():
         assert K.set_threads(10**6) == numba.config.NUMBA_NUM_THREADS  # capped at the pool
     finally:
         numba.set_num_threads(before)
+
+
+CHANNELS_LAST_IO = [
+    (dict(padding=1), (3, 32, 5, 6), (48, 32, 3, 3), 1),        # dense 3x3: channels fill the 48-lane tile
+    (dict(padding=1, stride=2), (2, 40, 4, 4), (24, 40, 3, 3), 1),  # padded lanes: output copied, not direct
+    (dict(), (2, 64, 4, 4), (96, 64, 1, 1), 1),                 # 1x1 on a small map
+    (dict(padding=1, stride=2), (3, 20, 4, 4), (20, 1, 3, 3), 20),  # small-map depthwise
+]
+
+
+@pytest.mark.parametrize("x_cl, gy_cl", [(False, False), (True, False), (True, True), (False, True)])
+@pytest.mark.parametrize("kw, xshape, wshape, groups", CHANNELS_LAST_IO)
+def test_channels_last_paths_take_and_give_channels_last_tensors(kw, xshape, wshape, groups, x_cl, gy_cl,
+                                                                  monkeypatch):
+    """The channels-last paths read channels_last inputs and output gradients in place and return channels_last
+    outputs (input gradients in the input's layout), equal to torch's in float64 whatever the layouts."""
+    monkeypatch.setattr(CL, "AVX512", True)
+    cl = torch.channels_last
+    g = torch.Generator().manual_seed(sum(xshape))
+    x = torch.randn(xshape, generator=g, dtype=torch.float64)
+    w = torch.randn(wshape, generator=g, dtype=torch.float64) / (wshape[1] * wshape[2] * wshape[3]) ** 0.5
+    b = torch.randn(wshape[0], generator=g, dtype=torch.float64)
+    xr, wr, br = (t.clone().requires_grad_(True) for t in (x, w, b))
+    r = F.conv2d(xr, wr, br, groups=groups, **kw)
+    gy = torch.randn(r.shape, generator=g, dtype=torch.float64)
+    want = torch.autograd.grad(r, (xr, wr, br), gy)
+    xf = x.float().contiguous(memory_format=cl) if x_cl else x.float()
+    xf.requires_grad_(True)
+    wf, bf = w.float().requires_grad_(True), b.float().requires_grad_(True)
+    y = cc.conv2d(xf, wf, bf, groups=groups, **kw)
+    assert y.is_contiguous(memory_format=cl)
+    torch.testing.assert_close(y.double(), r, rtol=0, atol=2e-5 * (1 + r.abs().max().item()))
+    gyf = gy.float().contiguous(memory_format=cl) if gy_cl else gy.float()
+    got = torch.autograd.grad(y, (xf, wf, bf), gyf)
+    assert got[0].is_contiguous(memory_format=cl) == x_cl and got[0].is_contiguous() == (not x_cl)  # x's layout
+    for name, a, e in zip(("input", "weight", "bias"), got, want):
+        torch.testing.assert_close(a.double(), e, rtol=0, atol=2e-4 * (1 + e.abs().max().item()), msg=name)
+
+
+def test_a_channels_last_chain_never_transposes(monkeypatch):
+    # two channels-last layers in a row: the second reads the first's output in place (no NCHW copy), and a
+    # wide-row layer after them still gets NCHW
+    monkeypatch.setattr(CL, "AVX512", True)
+    calls = []
+    monkeypatch.setattr(_nhwc, "to_nhwc", lambda *a, _f=_nhwc.to_nhwc: (calls.append("to_nhwc"), _f(*a))[1])
+    x = torch.randn(2, 32, 4, 4)
+    w1, w2 = torch.randn(48, 32, 3, 3) / 17, torch.randn(48, 48, 1, 1) / 7
+    y = cc.conv2d(cc.conv2d(x, w1, padding=1).relu(), w2)
+    assert calls == ["to_nhwc"]  # only the NCHW network input was transposed
+    torch.testing.assert_close(y, F.conv2d(F.conv2d(x, w1, padding=1).relu(), w2), rtol=1e-4, atol=1e-4)

@@ -66,6 +66,53 @@ def from_nhwc(xp, out, pt, pl):
     return out
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def pad_nhwc(x, xp, pt, pl):
+    """xp[n, h + pt, w + pl, c] = x[n, h, w, c] for x already channels-last (a torch channels_last tensor's
+    memory): the padding border and the channels past x's zeroed, each pixel one contiguous run."""
+    N, H, W, C = x.shape
+    Hp = xp.shape[1]
+    Wp = xp.shape[2]
+    for t in prange(N * Hp):
+        n = t // Hp
+        hp = t % Hp
+        h = hp - pt
+        row = xp[n, hp]
+        if h < 0 or h >= H:
+            row[:, :] = 0
+            continue
+        src = x[n, h]
+        for wq in range(Wp):
+            w = wq - pl
+            d = row[wq]
+            if w < 0 or w >= W:
+                d[:] = 0
+            else:
+                s = src[w]
+                for c in range(C):
+                    d[c] = s[c]
+                d[C:] = 0
+    return xp
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def strip_nhwc(xp, out, pt, pl):
+    """out[n, h, w, c] = xp[n, h + pt, w + pl, c]: a padded channels-last buffer into a channels-last output,
+    the border and the channels past out's dropped."""
+    N, H, W, C = out.shape
+    for t in prange(N * H):
+        n = t // H
+        h = t % H
+        src = xp[n, h + pt]
+        dst = out[n, h]
+        for w in range(W):
+            s = src[w + pl]
+            d = dst[w]
+            for c in range(C):
+                d[c] = s[c]
+    return out
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def dw_forward(xp, wt, bias, o, sh, sw, dh, dw):
     """o[n, oh, ow, c] = bias[c] + sum over taps (kh, kw) of wt[kh, kw, c] * xp[n, oh*sh + kh*dh, ow*sw + kw*dw, c]."""

@@ -88,16 +88,21 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def _pad_positions(off: np.ndarray, count: int, fill: int) -> np.ndarray:
-    """``off`` padded to a multiple of the tile's ``count`` with ``fill`` (dummy positions)."""
-    extra = _round_up(len(off), count) - len(off)
-    return np.concatenate([off, np.full(extra, fill, np.int64)]) if extra else off
+def _whole_tiles(xoff: np.ndarray, ooff: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read and write offsets padded to a multiple of the tile's ``count`` with copies of the last position: a
+    dummy computes exactly what that position computes (same inputs, weights and order) and stores it in the same
+    place, inside the same tile, so the output needs no scratch row and may be the caller's own array."""
+    extra = _round_up(len(xoff), count) - len(xoff)
+    if not extra:
+        return xoff, ooff
+    return (np.concatenate([xoff, np.full(extra, xoff[-1], np.int64)]),
+            np.concatenate([ooff, np.full(extra, ooff[-1], np.int64)]))
 
 
 @dataclass(frozen=True)
 class _Gemm:
-    """One GEMM's positions: where each reads (``xoff``) and writes (``ooff``), padded to whole tiles (dummy
-    positions read the first position and write the scratch row), and its taps' offsets and indices."""
+    """One GEMM's positions: where each reads (``xoff``) and writes (``ooff``), padded to whole tiles, and its
+    taps' offsets and indices."""
 
     xoff: np.ndarray
     ooff: np.ndarray
@@ -153,8 +158,7 @@ def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation) -> Plan:
     toff = ((kh * dh * Wp + kw * dw) * Cp).reshape(-1).astype(np.int64)
     count = TILES[Wo][0]
     rows = len(xoff)
-    fwd = _Gemm(_pad_positions(xoff, count, int(xoff[0])),
-                _pad_positions(np.arange(rows, dtype=np.int64) * Cop, count, rows * Cop), toff,
+    fwd = _Gemm(*_whole_tiles(xoff, np.arange(rows, dtype=np.int64) * Cop, count), toff,
                 np.arange(KH * KW, dtype=np.int64))
     top, left = (KH - 1) * dh // sh, (KW - 1) * dw // sw
     Hg = OH + top + max(0, (H - 1 + pt) // sh - (OH - 1))
@@ -184,8 +188,8 @@ def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation) -> Plan:
             taps = [(a, b) for a in khs for b in kws]
             ptoff = np.array([-((a * dh - rh) // sh * Wg + (b * dw - rw) // sw) * Cop for a, b in taps], np.int64)
             ci = TILES[Wi][0]
-            phases.append(_Gemm(_pad_positions(pxoff, ci, int(pxoff[0])), _pad_positions(pooff, ci, N * H * W * Cip),
-                                ptoff, np.array([a * KW + b for a, b in taps], np.int64)))
+            phases.append(_Gemm(*_whole_tiles(pxoff, pooff, ci), ptoff,
+                                np.array([a * KW + b for a, b in taps], np.int64)))
     return Plan(Wo, Cop, Cp, Hp, Wp, xoff, toff, fwd, top, left, Hg, Wg, gyoff, Wi, Cip, tuple(phases),
                 tuple(untouched), np.zeros(Cop, np.float32), np.zeros(Cip, np.float32))
 
@@ -216,49 +220,67 @@ def _run_gemm(W, src, gm: _Gemm, C, w3, by_input: bool, shape: tuple, bias, o) -
     POOL.give(wp)
 
 
-def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarray) -> ClInput:
-    """out = conv2d(x, w, b) (NCHW arrays); returns what the backward needs (the caller gives ``xp`` back)."""
+def _to_padded(a: np.ndarray, buf: np.ndarray, top: int, left: int, nhwc: bool) -> np.ndarray:
+    """``a`` (NCHW, or NHWC when ``nhwc``) into the zero-bordered channels-last ``buf``."""
+    return (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(a, buf, top, left)
+
+
+def _write_out(o: np.ndarray, out: np.ndarray, nhwc: bool) -> None:
+    """A GEMM's (N, H, W, padded channels) result into the caller's NCHW or NHWC ``out``."""
+    (_nhwc.strip_nhwc if nhwc else _nhwc.from_nhwc)(o, out, 0, 0)
+
+
+def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarray, x_nhwc: bool = False,
+            out_nhwc: bool = False) -> ClInput:
+    """out = conv2d(x, w, b); x and out are NCHW arrays, or NHWC (N, H, W, C) ones with ``x_nhwc`` /
+    ``out_nhwc`` (a channels_last tensor's memory: then the input copy is plain rows, and an output whose channel
+    count fills whole tiles is written by the GEMM itself). Returns what the backward needs (the caller gives
+    ``xp`` back)."""
     pl_ = plan(g)
     Wo, Cop = pl_.Wo, pl_.Cop
-    xp = POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32)
-    _nhwc.to_nhwc(x, xp, g.pad[0], g.pad[2])
+    xp = _to_padded(x, POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32), g.pad[0], g.pad[2], x_nhwc)
     if b is None:
         bias = pl_.zero_out
     else:
         bias = np.zeros(Cop, np.float32)
         bias[:g.Cout] = b
-    rows = len(pl_.xoff)
-    o = POOL.take(((rows + 1) * Cop,), np.float32)  # row ``rows``: the dummy positions' scratch row
-    _run_gemm(Wo, xp.reshape(-1), pl_.fwd, g.C, w.reshape(g.Cout, g.C, -1), False,
-              (Cop // Wo, len(pl_.fwd.taps), g.C, Wo), bias, o)
-    _nhwc.from_nhwc(o[:rows * Cop].reshape(g.N, g.OH, g.OW, Cop), out, 0, 0)
-    POOL.give(o)
+    w3 = w.reshape(g.Cout, g.C, -1)
+    shape = (Cop // Wo, len(pl_.fwd.taps), g.C, Wo)
+    if out_nhwc and Cop == g.Cout:
+        _run_gemm(Wo, xp.reshape(-1), pl_.fwd, g.C, w3, False, shape, bias, out.reshape(-1))
+    else:
+        o = POOL.take((g.N, g.OH, g.OW, Cop), np.float32)
+        _run_gemm(Wo, xp.reshape(-1), pl_.fwd, g.C, w3, False, shape, bias, o.reshape(-1))
+        _write_out(o, out, out_nhwc)
+        POOL.give(o)
     return ClInput(xp, pl_)
 
 
-def _grad_out(gy: np.ndarray, g, pl_: Plan) -> np.ndarray:
+def _grad_out(gy: np.ndarray, g, pl_: Plan, nhwc: bool) -> np.ndarray:
     """The output gradient in NHWC (pooled), zero-bordered and its channels padded to Cop."""
-    gp = POOL.take((g.N, pl_.Hg, pl_.Wg, pl_.Cop), np.float32)
-    return _nhwc.to_nhwc(gy, gp, pl_.top, pl_.left)
+    return _to_padded(gy, POOL.take((g.N, pl_.Hg, pl_.Wg, pl_.Cop), np.float32), pl_.top, pl_.left, nhwc)
 
 
-def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput | None = None) -> np.ndarray:
-    """out = dL/dx (NCHW): per input phase, the GEMM on the bordered output gradient with that phase's taps.
-    With ``keep`` (the forward's ClInput) the NHWC output gradient is left there for grad_weight."""
+def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput | None = None,
+               gy_nhwc: bool = False, out_nhwc: bool = False) -> np.ndarray:
+    """out = dL/dx: per input phase, the GEMM on the bordered output gradient with that phase's taps (layouts as
+    in ``forward``). With ``keep`` (the forward's ClInput) the NHWC output gradient is left there for
+    grad_weight."""
     pl_ = plan(g)
-    gp = _grad_out(gy, g, pl_)
+    gp = _grad_out(gy, g, pl_, gy_nhwc)
     Wi, Cip = pl_.Wi, pl_.Cip
-    rows = g.N * g.H * g.W
-    o = POOL.take(((rows + 1) * Cip,), np.float32)
-    ov = o[:rows * Cip].reshape(g.N, g.H, g.W, Cip)
+    direct = out_nhwc and Cip == g.C
+    ov = out if direct else POOL.take((g.N, g.H, g.W, Cip), np.float32)
     sh, sw = g.stride
     for ih0, iw0 in pl_.untouched:
         ov[:, ih0::sh, iw0::sw] = 0
     w3 = w.reshape(g.Cout, g.C, -1)
     for gm in pl_.phases:
-        _run_gemm(Wi, gp.reshape(-1), gm, g.Cout, w3, True, (Cip // Wi, len(gm.taps), g.Cout, Wi), pl_.zero_in, o)
-    _nhwc.from_nhwc(ov, out, 0, 0)
-    POOL.give(o)
+        _run_gemm(Wi, gp.reshape(-1), gm, g.Cout, w3, True, (Cip // Wi, len(gm.taps), g.Cout, Wi), pl_.zero_in,
+                  ov.reshape(-1))
+    if not direct:
+        _write_out(ov, out, out_nhwc)
+        POOL.give(ov)
     if keep is None:
         POOL.give(gp)
     else:
@@ -266,11 +288,12 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput 
     return out
 
 
-def grad_weight(gy: np.ndarray, saved: ClInput, g) -> np.ndarray:
-    """dL/dw (float32, (Cout, C, KH, KW)) from the output gradient and the forward's NHWC input."""
+def grad_weight(gy: np.ndarray, saved: ClInput, g, gy_nhwc: bool = False) -> np.ndarray:
+    """dL/dw (float32, (Cout, C, KH, KW)) from the output gradient (NCHW, or NHWC with ``gy_nhwc``) and the
+    forward's NHWC input."""
     pl_ = saved.plan
     kept, saved.grad_out = saved.grad_out, None
-    gp = kept[1] if kept is not None and kept[0] is gy else _grad_out(gy, g, pl_)
+    gp = kept[1] if kept is not None and kept[0] is gy else _grad_out(gy, g, pl_, gy_nhwc)
     nb = pl_.Cop // pl_.Wo
     P = len(pl_.gyoff)
     T = len(pl_.toff)

@@ -219,9 +219,11 @@ class Saved:
     Hq: int = 0  # rows per sample of the phase planes
     x: np.ndarray | None = None  # the input itself when the forward did not build ``xs`` (fused depthwise)
     xn: np.ndarray | None = None  # the padded channels-last input of the small-map depthwise path
-    gyn: tuple | None = None  # (gy, its NHWC copy) left by that path's grad_input for grad_weight
+    gyn: tuple | None = None  # (gy, its NHWC form, pooled?) left by that path's grad_input for grad_weight
     planes: int = 1  # planes of Wq-wide rows the taps read (channels x phases; one per tap for im2col)
     cl: CL.ClInput | None = None  # the channels-last path's NHWC input
+    nhwc: bool = False  # the path computes in channels-last layout: its output is channels_last (function.py)
+    x_nhwc: bool = False  # ...and so was its input (then so is the input gradient)
 
 
 def plane_stride(n: int) -> int:
@@ -418,10 +420,10 @@ def use_nhwc_depthwise(g: Geometry) -> bool:
     return _one_channel_groups(g) and g.Cout == g.C and g.OH * g.OW <= NHWC_MAX_POSITIONS
 
 
-def _padded_nhwc(a: np.ndarray, g: Geometry) -> np.ndarray:
+def _padded_nhwc(a: np.ndarray, g: Geometry, nhwc: bool) -> np.ndarray:
     pt, pb, pl, pr = g.pad
     buf = POOL.take((g.N, g.H + pt + pb, g.W + pl + pr, g.C), a.dtype)
-    _nhwc.to_nhwc(a, buf, pt, pl)
+    (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(a, buf, pt, pl)
     return buf
 
 
@@ -429,61 +431,75 @@ def _nhwc_weights(w: np.ndarray, g: Geometry) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(g.C, g.KH, g.KW).transpose(1, 2, 0))
 
 
-def _nhwc_grad_out(gy: np.ndarray, g: Geometry) -> np.ndarray:
+def _nhwc_grad_out(gy: np.ndarray, g: Geometry, nhwc: bool) -> tuple[np.ndarray, bool]:
+    """The output gradient channels-last and whether it is a pooled copy (an NHWC one is used as it is)."""
+    if nhwc:
+        return gy, False
     gyn = POOL.take((g.N, g.OH, g.OW, g.C), gy.dtype)
-    return _nhwc.to_nhwc(gy, gyn, 0, 0)
+    return _nhwc.to_nhwc(gy, gyn, 0, 0), True
 
 
 def nhwc_depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
-                           out: np.ndarray) -> Saved:
-    xp = _padded_nhwc(x, g)
-    o = POOL.take((g.N, g.OH, g.OW, g.C), x.dtype)
+                           out: np.ndarray, x_nhwc: bool = False, out_nhwc: bool = False) -> Saved:
+    xp = _padded_nhwc(x, g, x_nhwc)
+    o = out if out_nhwc else POOL.take((g.N, g.OH, g.OW, g.C), x.dtype)
     bias = np.zeros(g.C, dtype=x.dtype) if b is None else b
     _nhwc.dw_forward(xp, _nhwc_weights(w, g), bias, o, *g.stride, *g.dilation)
-    _nhwc.from_nhwc(o, out, 0, 0)
-    POOL.give(o)
+    if not out_nhwc:
+        _nhwc.from_nhwc(o, out, 0, 0)
+        POOL.give(o)
     saved = Saved(g, None, None, 0, 0, x=x, xn=xp)
     POOL.give_on_death(saved, xp)
     return saved
 
 
 def nhwc_depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray,
-                              saved: Saved | None = None) -> None:
+                              saved: Saved | None = None, gy_nhwc: bool = False, out_nhwc: bool = False) -> None:
     """With ``saved`` (the forward's), the NHWC output gradient is left there for grad_weight of the same gy."""
-    gyn = _nhwc_grad_out(gy, g)
+    gyn, pooled = _nhwc_grad_out(gy, g, gy_nhwc)
     pt, pb, pl, pr = g.pad
     gxp = POOL.take((g.N, g.H + pt + pb, g.W + pl + pr, g.C), gy.dtype)
     _nhwc.dw_grad_input(gyn, _nhwc_weights(w, g), gxp, *g.stride, *g.dilation)
-    _nhwc.from_nhwc(gxp, out, pt, pl)
+    (_nhwc.strip_nhwc if out_nhwc else _nhwc.from_nhwc)(gxp, out, pt, pl)
     POOL.give(gxp)
-    if saved is None:
+    if saved is not None:
+        saved.gyn = (gy, gyn, pooled)
+    elif pooled:
         POOL.give(gyn)
-    else:
-        saved.gyn = (gy, gyn)
 
 
-def nhwc_depthwise_grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
+def nhwc_depthwise_grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarray:
     g = saved.geo
     kept, saved.gyn = saved.gyn, None
-    gyn = kept[1] if kept is not None and kept[0] is gy else _nhwc_grad_out(gy, g)
+    gyn, pooled = kept[1:] if kept is not None and kept[0] is gy else _nhwc_grad_out(gy, g, gy_nhwc)
     part = np.empty((g.N, g.KH, g.KW, g.C), dtype=gy.dtype)
     _nhwc.dw_grad_weight(gyn, saved.xn, part, *g.stride, *g.dilation)
-    POOL.give(gyn)
+    if pooled:
+        POOL.give(gyn)
     return part.sum(axis=0, dtype=np.float64).transpose(2, 0, 1).reshape(g.C, 1, g.KH, g.KW)
 
 
+def channels_last_io(g: Geometry, dtype) -> bool:
+    """Whether this geometry's path computes in channels-last layout, so that it takes and gives NHWC arrays
+    (torch channels_last tensors) without transposing them (``x_nhwc``/``out_nhwc`` of forward, grad_input and
+    grad_weight); every other path takes NCHW."""
+    return use_nhwc_depthwise(g) or CL.use_channels_last(g, dtype)
+
+
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
-            out: np.ndarray | None = None) -> tuple[np.ndarray, Saved]:
-    """y = conv2d(x, w, b) for C-contiguous float32/float64 arrays; returns y and what backward needs."""
+            out: np.ndarray | None = None, x_nhwc: bool = False, out_nhwc: bool = False) -> tuple[np.ndarray, Saved]:
+    """y = conv2d(x, w, b) for C-contiguous float32/float64 arrays (NCHW; NHWC with ``x_nhwc``/``out_nhwc``
+    where :func:`channels_last_io` allows); returns y and what backward needs."""
+    assert not (x_nhwc or out_nhwc) or channels_last_io(g, x.dtype), "NHWC arrays on an NCHW path"
     if out is None:
         out = np.empty((g.N, g.Cout, g.OH, g.OW), dtype=x.dtype)
     if use_nhwc_depthwise(g):
-        return out, nhwc_depthwise_forward(x, w, b, g, out)
+        return out, nhwc_depthwise_forward(x, w, b, g, out, x_nhwc, out_nhwc)
     if use_depthwise(g):
         depthwise_forward(x, w, b, g, out)
         return out, Saved(g, None, None, 0, 0, x=x)
     if CL.use_channels_last(g, x.dtype):
-        saved = Saved(g, None, None, 0, 0, cl=CL.forward(x, w, b, g, out))
+        saved = Saved(g, None, None, 0, 0, cl=CL.forward(x, w, b, g, out, x_nhwc, out_nhwc))
         POOL.give_on_death(saved, saved.cl.xp)
         return out, saved
     saved = _prepare_input(x, g)
@@ -498,13 +514,15 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
 
 
 def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | None = None,
-               saved: Saved | None = None) -> np.ndarray:
+               saved: Saved | None = None, gy_nhwc: bool = False, out_nhwc: bool = False) -> np.ndarray:
     """dL/dx for y = conv2d(x, w): the forward kernel per input phase on the padded gradient. ``saved`` (the
-    forward's) lets a following ``grad_weight`` of the same ``gy`` reuse what this call derived from it."""
+    forward's) lets a following ``grad_weight`` of the same ``gy`` reuse what this call derived from it.
+    Layouts as in :func:`forward`."""
+    assert not (gy_nhwc or out_nhwc) or channels_last_io(g, gy.dtype), "NHWC arrays on an NCHW path"
     if use_nhwc_depthwise(g):
         if out is None:
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
-        nhwc_depthwise_grad_input(gy, w, g, out, saved)
+        nhwc_depthwise_grad_input(gy, w, g, out, saved, gy_nhwc, out_nhwc)
         return out
     if _rows_backward(g):
         if out is None:
@@ -513,7 +531,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
         return out
     if CL.use_channels_last(g, gy.dtype):
         return CL.grad_input(gy, w, g, np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype) if out is None else out,
-                             None if saved is None else saved.cl)
+                             None if saved is None else saved.cl, gy_nhwc, out_nhwc)
     sh, sw = g.stride
     dh, dw = g.dilation
     pt, _, pl, _ = g.pad
@@ -587,13 +605,15 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     return out
 
 
-def grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
-    """dL/dw (float64) for y = conv2d(x, w), reusing the phase-split input of the forward pass."""
+def grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarray:
+    """dL/dw (float64) for y = conv2d(x, w), reusing the phase-split input of the forward pass (``gy`` NCHW, or
+    NHWC with ``gy_nhwc`` where :func:`channels_last_io` allows)."""
     g = saved.geo
     if saved.cl is not None:
-        return CL.grad_weight(gy, saved.cl, g)
+        return CL.grad_weight(gy, saved.cl, g, gy_nhwc)
     if saved.xn is not None:
-        return nhwc_depthwise_grad_weight(gy, saved)
+        return nhwc_depthwise_grad_weight(gy, saved, gy_nhwc)
+    assert not gy_nhwc, "an NHWC output gradient on an NCHW path"
     if saved.x is not None and _rows_backward(g):
         return depthwise_grad_weight(gy, saved.x, g)
     if saved.xs is None:
@@ -629,8 +649,10 @@ def grad_weight(gy: np.ndarray, saved: Saved) -> np.ndarray:
     return dw[:, :CoutG].reshape(g.Cout, g.Cg, g.KH, g.KW)
 
 
-def grad_bias(gy: np.ndarray) -> np.ndarray:
-    """dL/db (float64): the output gradient summed over batch and positions."""
+def grad_bias(gy: np.ndarray, nhwc: bool = False) -> np.ndarray:
+    """dL/db (float64): the output gradient (NCHW, or NHWC) summed over batch and positions."""
+    if nhwc:
+        return gy.reshape(-1, gy.shape[3]).sum(axis=0, dtype=np.float64)
     out = np.empty(gy.shape[1], dtype=np.float64)
     K.grad_bias(gy, out)
     return out
@@ -641,4 +663,5 @@ def conv_flops(g: Geometry) -> int:
     return 2 * g.N * g.Cout * g.OH * g.OW * g.Cg * g.KH * g.KW
 
 
-__all__ = ["Geometry", "Saved", "forward", "grad_input", "grad_weight", "grad_bias", "set_threads", "conv_flops"]
+__all__ = ["Geometry", "Saved", "channels_last_io", "forward", "grad_input", "grad_weight", "grad_bias", "set_threads",
+           "conv_flops"]

@@ -523,9 +523,20 @@ def test_a_channels_last_chain_never_transposes(monkeypatch):
     # wide-row layer after them still gets NCHW
     monkeypatch.setattr(CL, "AVX512", True)
     calls = []
-    monkeypatch.setattr(_nhwc, "to_nhwc", lambda *a, _f=_nhwc.to_nhwc: (calls.append("to_nhwc"), _f(*a))[1])
+    for name in ("to_nhwc", "pad_nhwc"):
+        monkeypatch.setattr(_nhwc, name, lambda *a, _f=getattr(_nhwc, name), _n=name: (calls.append(_n), _f(*a))[1])
     x = torch.randn(2, 32, 4, 4)
     w1, w2 = torch.randn(48, 32, 3, 3) / 17, torch.randn(48, 48, 1, 1) / 7
     y = cc.conv2d(cc.conv2d(x, w1, padding=1).relu(), w2)
-    assert calls == ["to_nhwc"]  # only the NCHW network input was transposed
+    assert calls == ["to_nhwc"]  # only the NCHW network input was copied: the 1x1 layer read its input in place
     torch.testing.assert_close(y, F.conv2d(F.conv2d(x, w1, padding=1).relu(), w2), rtol=1e-4, atol=1e-4)
+
+
+def test_a_channels_last_input_read_in_place_reports_an_in_place_change_like_torch(monkeypatch):
+    monkeypatch.setattr(CL, "AVX512", True)
+    for conv in (F.conv2d, cc.conv2d):
+        h = (torch.randn(2, 48, 4, 4, requires_grad=True) * 1.0).contiguous(memory_format=torch.channels_last)
+        y = conv(h, torch.randn(48, 48, 1, 1, requires_grad=True))
+        h.add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.sum().backward()

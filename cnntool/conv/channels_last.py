@@ -198,9 +198,14 @@ def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation) -> Plan:
 class ClInput:
     """The forward's padded NHWC input and the geometry's plan, kept for the backward."""
 
-    xp: np.ndarray  # (N, Hp, Wp, Cp), pooled: the owner hands it back
+    xp: np.ndarray  # (N, Hp, Wp, Cp): pooled (the owner hands it back), or the caller's NHWC input itself
     plan: Plan
-    grad_out: tuple | None = None  # (gy, its NHWC copy) left by grad_input for grad_weight of the same gy
+    grad_out: tuple | None = None  # (gy, its NHWC form) left by grad_input for grad_weight of the same gy
+
+
+def _in_place(a: np.ndarray, Hp: int, Wp: int, Cp: int) -> bool:
+    """An NHWC array that already is the padded buffer a GEMM reads (no border, channels filling the tile)."""
+    return a.shape[1:] == (Hp, Wp, Cp)
 
 
 def packs_inside(positions: int, blocks: int) -> bool:
@@ -238,7 +243,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarr
     ``xp`` back)."""
     pl_ = plan(g)
     Wo, Cop = pl_.Wo, pl_.Cop
-    xp = _to_padded(x, POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32), g.pad[0], g.pad[2], x_nhwc)
+    if x_nhwc and _in_place(x, pl_.Hp, pl_.Wp, pl_.Cp):
+        xp = x  # kept for grad-weight as it is: the caller saves the tensor (and so sees any in-place change)
+    else:
+        xp = _to_padded(x, POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32), g.pad[0], g.pad[2], x_nhwc)
     if b is None:
         bias = pl_.zero_out
     else:
@@ -257,8 +265,16 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarr
 
 
 def _grad_out(gy: np.ndarray, g, pl_: Plan, nhwc: bool) -> np.ndarray:
-    """The output gradient in NHWC (pooled), zero-bordered and its channels padded to Cop."""
+    """The output gradient in NHWC, zero-bordered and its channels padded to Cop: a pooled copy, or an NHWC gy
+    itself where it needs neither (1x1 stride-1 layers whose channels fill the tiles)."""
+    if nhwc and _in_place(gy, pl_.Hg, pl_.Wg, pl_.Cop):
+        return gy
     return _to_padded(gy, POOL.take((g.N, pl_.Hg, pl_.Wg, pl_.Cop), np.float32), pl_.top, pl_.left, nhwc)
+
+
+def _give(a: np.ndarray, caller: np.ndarray) -> None:
+    if a is not caller:
+        POOL.give(a)
 
 
 def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput | None = None,
@@ -282,7 +298,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput 
         _write_out(ov, out, out_nhwc)
         POOL.give(ov)
     if keep is None:
-        POOL.give(gp)
+        _give(gp, gy)
     else:
         keep.grad_out = (gy, gp)
     return out
@@ -303,5 +319,5 @@ def grad_weight(gy: np.ndarray, saved: ClInput, g, gy_nhwc: bool = False) -> np.
     dw = np.empty((g.Cout, g.C, T), np.float32)
     _nhwc.sum_cl_parts(part.reshape(ranges, T, pl_.Cp, pl_.Cop), dw)
     POOL.give(part)
-    POOL.give(gp)
+    _give(gp, gy)
     return dw.reshape(g.Cout, g.C, g.KH, g.KW)

@@ -499,8 +499,11 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
         depthwise_forward(x, w, b, g, out)
         return out, Saved(g, None, None, 0, 0, x=x)
     if CL.use_channels_last(g, x.dtype):
-        saved = Saved(g, None, None, 0, 0, cl=CL.forward(x, w, b, g, out, x_nhwc, out_nhwc))
-        POOL.give_on_death(saved, saved.cl.xp)
+        cl = CL.forward(x, w, b, g, out, x_nhwc, out_nhwc)
+        if cl.xp is x:  # read in place: the caller must save x itself
+            return out, Saved(g, None, None, 0, 0, x=x, cl=cl)
+        saved = Saved(g, None, None, 0, 0, cl=cl)
+        POOL.give_on_death(saved, cl.xp)
         return out, saved
     saved = _prepare_input(x, g)
     bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b

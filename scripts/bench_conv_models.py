@@ -16,7 +16,8 @@ from cnntool.conv.modelbench import BATCH, IMG_SIZE, MODEL_GOALS, REPS, bench_mo
 def print_model(r) -> None:
     goal = "" if r.goal is None else f"{r.goal:.2f}"
     flag = "" if r.met is None else ("ok" if r.met else "MISS")
-    print(f"{r.model:20} {r.torch_ms:9.1f} {r.numba_ms:9.1f} {r.ratio:6.2f} {goal:>5} {flag}")
+    print(f"{r.model:20} {r.torch_ms:9.1f} {r.numba_ms:9.1f} {r.ratio:6.2f} {goal:>5} {flag:4} "
+          f"{r.torch_cl_ms:9.1f} {r.ratio_cl:6.2f}")
 
 
 def print_layers(r) -> None:
@@ -44,8 +45,9 @@ def main() -> None:
         results.append(bench_model(name, img_size=args.img_size, batch=args.batch, threads=args.threads,
                                    reps=args.reps, layers=not args.no_layers))
     print(f"one training step, batch {args.batch}, 3x{args.img_size}x{args.img_size}, {args.threads} threads, "
-          f"median of {args.reps} interleaved pairs; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'model':20} {'torch ms':>9} {'numba ms':>9} {'ratio':>6} {'goal':>5}")
+          f"median of {args.reps} interleaved rounds; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'model':20} {'torch ms':>9} {'numba ms':>9} {'ratio':>6} {'goal':>5} {'':4} {'torch CL':>9} "
+          f"{'ratio':>6}   (torch CL: model and input channels_last)")
     for r in results:
         print_model(r)
     for r in results:

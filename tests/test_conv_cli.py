@@ -88,6 +88,7 @@ def test_model_bench_library_on_a_tiny_model():
 
     r = bench_model("simplecnn", img_size=12, batch=2, threads=1, reps=1)
     assert r.goal == MODEL_GOALS["simplecnn"] and r.torch_ms > 0 and r.numba_ms > 0 and r.ratio > 0
+    assert r.torch_cl_ms > 0 and r.ratio_cl > 0  # torch in its other layout, timed in the same rounds
     # both models start from the same weights: the first training step's loss agrees
     assert r.loss_numba == pytest.approx(r.loss_torch, rel=1e-4)
     assert r.layers and sum(lt.count for lt in r.layers) >= 2

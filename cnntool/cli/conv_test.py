@@ -83,11 +83,11 @@ def _model_bench(model: str, img_size: int, batch: int, threads: int | None, rep
 
     step = Table(title=f"one training step: {model}, batch {batch}, 3x{img_size}x{img_size}, "
                        f"{result.threads} threads")
-    for col in ("model", "torch ms", "numba ms", "ratio", "goal", "met"):
+    for col in ("model", "torch ms", "numba ms", "ratio", "goal", "met", "torch channels_last ms", "ratio"):
         step.add_column(col, justify="left" if col == "model" else "right")
     met = "" if result.met is None else ("[green]yes[/green]" if result.met else "[red]no[/red]")
     step.add_row(model, f"{result.torch_ms:.1f}", f"{result.numba_ms:.1f}", f"{result.ratio:.2f}",
-                 _fmt(result.goal, ".2f"), met)
+                 _fmt(result.goal, ".2f"), met, f"{result.torch_cl_ms:.1f}", f"{result.ratio_cl:.2f}")
     console.print(step)
     layers = Table(title="each distinct conv layer: forward + backward")
     for col in ("shape", "count", "numba ms", "torch ms", "ratio"):

@@ -55,6 +55,10 @@ class ModelTiming:
     loss_torch: float
     loss_numba: float
     layers: list[LayerTiming] = field(default_factory=list)
+    #: torch with the model and input in channels_last (its other CPU layout; the Numba model's small-map layers
+    #: run channels-last), and the paired numba / that ratio
+    torch_cl_ms: float = 0.0
+    ratio_cl: float = 0.0
 
     @property
     def met(self) -> bool | None:
@@ -145,41 +149,40 @@ def bench_model(name: str, *, img_size: int = IMG_SIZE, batch: int = BATCH, thre
                 reps: int = REPS, layers: bool = True, num_classes: int = 10, in_channels: int = 3,
                 progress: Callable[[str], None] | None = None) -> ModelTiming:
     """One SGD step (forward + backward + step, train mode) of model ``name`` with torch's convolutions vs the
-    Numba ones, interleaved, medians over ``reps`` pairs; plus, with ``layers``, each distinct conv timed alone."""
+    Numba ones, interleaved, medians over ``reps`` rounds (torch also with model and input channels_last); plus,
+    with ``layers``, each distinct conv timed alone."""
     from cnntool.models.registry import create_model
 
     n_threads = set_all_threads(threads)
     torch.manual_seed(0)
     ref = create_model(name, num_classes, in_channels, [img_size, img_size])
     mine = swap_convs(copy.deepcopy(ref))
+    ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((batch, in_channels, img_size, img_size), generator=gen)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), generator=gen)
-    opt_ref = torch.optim.SGD(ref.parameters(), lr=1e-3, momentum=0.9)
-    opt_mine = torch.optim.SGD(mine.parameters(), lr=1e-3, momentum=0.9)
-    ref.train()
-    mine.train()
+    runs = [(m, torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9), inp)
+            for m, inp in ((ref, x), (mine, x), (ref_cl, x_cl))]
+    for m, _, _ in runs:
+        m.train()
     if progress:
         progress(f"{name}: first steps (compiles the kernels once)")
-    loss_t = _train_step(ref, opt_ref, x, y)
-    loss_n = _train_step(mine, opt_mine, x, y)
-    tt, tn, ratios = [], [], []
+    loss_t, loss_n, _ = (_train_step(m, o, inp, y) for m, o, inp in runs)
+    times: list[list[float]] = [[], [], []]
     for i in range(reps):
         if progress:
             progress(f"{name}: step {i + 1}/{reps}")
-        pair = [(0, ref, opt_ref), (1, mine, opt_mine)]
-        if i % 2:
-            pair.reverse()
-        t = [0.0, 0.0]
-        for j, m, o in pair:
+        order = [(i + k) % 3 for k in range(3)]  # each model first, second and last in turn
+        for j in order:
+            m, o, inp = runs[j]
             t0 = time.perf_counter()
-            _train_step(m, o, x, y)
-            t[j] = time.perf_counter() - t0
-        tt.append(t[0])
-        tn.append(t[1])
-        ratios.append(t[1] / max(t[0], 1e-12))
+            _train_step(m, o, inp, y)
+            times[j].append(time.perf_counter() - t0)
+    tt, tn, tc = (np.array(t) for t in times)
     result = ModelTiming(name, img_size, batch, n_threads, float(np.median(tt)) * 1e3, float(np.median(tn)) * 1e3,
-                         float(np.median(ratios)), MODEL_GOALS.get(name), loss_t, loss_n)
+                         float(np.median(tn / np.maximum(tt, 1e-12))), MODEL_GOALS.get(name), loss_t, loss_n,
+                         torch_cl_ms=float(np.median(tc)) * 1e3, ratio_cl=float(np.median(tn / np.maximum(tc, 1e-12))))
     if layers:
         shapes = conv_shapes(ref, x)
         for k, (key, count) in enumerate(shapes.items()):

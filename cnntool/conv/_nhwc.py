@@ -114,12 +114,13 @@ def strip_nhwc(xp, out, pt, pl):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_forward(xp, wt, bias, o, sh, sw, dh, dw):
-    """o[n, oh, ow, c] = bias[c] + sum over taps (kh, kw) of wt[kh, kw, c] * xp[n, oh*sh + kh*dh, ow*sw + kw*dw, c]."""
-    N = o.shape[0]
+def dw_forward(x, wt, bias, o, pt, pl, sh, sw, dh, dw):
+    """o[n, oh, ow, c] = bias[c] + sum over taps (kh, kw) of wt[kh, kw, c] * x[n, ih, iw, c], ih = oh*sh + kh*dh - pt,
+    iw = ow*sw + kw*dw - pl, over the taps inside the map: the padding is skipped, not stored (x is the caller's
+    channels_last input or an unpadded NHWC copy)."""
+    N, H, W, C = x.shape
     OH = o.shape[1]
     OW = o.shape[2]
-    C = o.shape[3]
     KH = wt.shape[0]
     KW = wt.shape[1]
     for r in prange(N * OH):
@@ -130,9 +131,15 @@ def dw_forward(xp, wt, bias, o, sh, sw, dh, dw):
             for c in range(C):
                 od[c] = bias[c]
             for kh in range(KH):
-                xrow = xp[n, oh * sh + kh * dh]
+                ih = oh * sh + kh * dh - pt
+                if ih < 0 or ih >= H:
+                    continue
+                xrow = x[n, ih]
                 for kw in range(KW):
-                    xv = xrow[ow * sw + kw * dw]
+                    iw = ow * sw + kw * dw - pl
+                    if iw < 0 or iw >= W:
+                        continue
+                    xv = xrow[iw]
                     wv = wt[kh, kw]
                     for c in range(C):
                         od[c] += wv[c] * xv[c]
@@ -140,38 +147,43 @@ def dw_forward(xp, wt, bias, o, sh, sw, dh, dw):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_grad_input(gy, wt, gxp, sh, sw, dh, dw):
-    """gxp[n, oh*sh + kh*dh, ow*sw + kw*dw, c] += wt[kh, kw, c] * gy[n, oh, ow, c] into a zeroed padded buffer
-    (the scatter form: one pass for every stride and dilation). One task per sample: rows of a sample overlap."""
-    N = gy.shape[0]
-    OH = gy.shape[1]
-    OW = gy.shape[2]
-    C = gy.shape[3]
+def dw_grad_input(gy, wt, gx, pt, pl, sh, sw, dh, dw):
+    """gx[n, ih, iw, c] = sum of wt[kh, kw, c] * gy[n, oh, ow, c] over the (oh, ow, kh, kw) with ih = oh*sh + kh*dh - pt
+    and iw = ow*sw + kw*dw - pl, as a scatter (one pass for every stride and dilation) straight into the unpadded
+    NHWC gx, taps outside it skipped. One task per sample: rows of a sample overlap."""
+    N, OH, OW, C = gy.shape
+    H = gx.shape[1]
+    W = gx.shape[2]
     KH = wt.shape[0]
     KW = wt.shape[1]
     for n in prange(N):
-        gxp[n] = 0
+        gx[n] = 0
         for oh in range(OH):
             for ow in range(OW):
                 g = gy[n, oh, ow]
                 for kh in range(KH):
-                    xrow = gxp[n, oh * sh + kh * dh]
+                    ih = oh * sh + kh * dh - pt
+                    if ih < 0 or ih >= H:
+                        continue
+                    xrow = gx[n, ih]
                     for kw in range(KW):
-                        xv = xrow[ow * sw + kw * dw]
+                        iw = ow * sw + kw * dw - pl
+                        if iw < 0 or iw >= W:
+                            continue
+                        xv = xrow[iw]
                         wv = wt[kh, kw]
                         for c in range(C):
                             xv[c] += wv[c] * g[c]
-    return gxp
+    return gx
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dw_grad_weight(gy, xp, part, sh, sw, dh, dw):
-    """part[n, kh, kw, c] = sum over (oh, ow) of gy[n, oh, ow, c] * xp[n, oh*sh + kh*dh, ow*sw + kw*dw, c]: one
-    partial sum per sample (the caller adds them up in float64)."""
-    N = gy.shape[0]
-    OH = gy.shape[1]
-    OW = gy.shape[2]
-    C = gy.shape[3]
+def dw_grad_weight(gy, x, part, pt, pl, sh, sw, dh, dw):
+    """part[n, kh, kw, c] = sum over (oh, ow) of gy[n, oh, ow, c] * x[n, oh*sh + kh*dh - pt, ow*sw + kw*dw - pl, c]
+    over the taps inside the map: one partial sum per sample (the caller adds them up in float64)."""
+    N, OH, OW, C = gy.shape
+    H = x.shape[1]
+    W = x.shape[2]
     KH = part.shape[1]
     KW = part.shape[2]
     for n in prange(N):
@@ -180,9 +192,15 @@ def dw_grad_weight(gy, xp, part, sh, sw, dh, dw):
             for ow in range(OW):
                 g = gy[n, oh, ow]
                 for kh in range(KH):
-                    xrow = xp[n, oh * sh + kh * dh]
+                    ih = oh * sh + kh * dh - pt
+                    if ih < 0 or ih >= H:
+                        continue
+                    xrow = x[n, ih]
                     for kw in range(KW):
-                        xv = xrow[ow * sw + kw * dw]
+                        iw = ow * sw + kw * dw - pl
+                        if iw < 0 or iw >= W:
+                            continue
+                        xv = xrow[iw]
                         pv = part[n, kh, kw]
                         for c in range(C):
                             pv[c] += g[c] * xv[c]

@@ -218,7 +218,7 @@ class Saved:
     folded: bool = False
     Hq: int = 0  # rows per sample of the phase planes
     x: np.ndarray | None = None  # the input itself when the forward did not build ``xs`` (fused depthwise)
-    xn: np.ndarray | None = None  # the padded channels-last input of the small-map depthwise path
+    xn: np.ndarray | None = None  # the channels-last input (unpadded) of the small-map depthwise path
     gyn: tuple | None = None  # (gy, its NHWC form, pooled?) left by that path's grad_input for grad_weight
     planes: int = 1  # planes of Wq-wide rows the taps read (channels x phases; one per tap for im2col)
     cl: CL.ClInput | None = None  # the channels-last path's NHWC input
@@ -420,48 +420,44 @@ def use_nhwc_depthwise(g: Geometry) -> bool:
     return _one_channel_groups(g) and g.Cout == g.C and g.OH * g.OW <= NHWC_MAX_POSITIONS
 
 
-def _padded_nhwc(a: np.ndarray, g: Geometry, nhwc: bool) -> np.ndarray:
-    pt, pb, pl, pr = g.pad
-    buf = POOL.take((g.N, g.H + pt + pb, g.W + pl + pr, g.C), a.dtype)
-    (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(a, buf, pt, pl)
-    return buf
-
-
 def _nhwc_weights(w: np.ndarray, g: Geometry) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(g.C, g.KH, g.KW).transpose(1, 2, 0))
 
 
-def _nhwc_grad_out(gy: np.ndarray, g: Geometry, nhwc: bool) -> tuple[np.ndarray, bool]:
-    """The output gradient channels-last and whether it is a pooled copy (an NHWC one is used as it is)."""
+def _as_nhwc(a: np.ndarray, nhwc: bool) -> tuple[np.ndarray, bool]:
+    """``a`` channels-last, and whether that is a pooled copy (an NHWC ``a`` is used as it is)."""
     if nhwc:
-        return gy, False
-    gyn = POOL.take((g.N, g.OH, g.OW, g.C), gy.dtype)
-    return _nhwc.to_nhwc(gy, gyn, 0, 0), True
+        return a, False
+    N, C, H, W = a.shape
+    return _nhwc.to_nhwc(a, POOL.take((N, H, W, C), a.dtype), 0, 0), True
 
 
 def nhwc_depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
                            out: np.ndarray, x_nhwc: bool = False, out_nhwc: bool = False) -> Saved:
-    xp = _padded_nhwc(x, g, x_nhwc)
+    """The kernels skip the padding instead of storing it, so a channels_last input is read in place (it is kept
+    for grad-weight; ``x`` in Saved makes the caller save it)."""
+    xn, pooled = _as_nhwc(x, x_nhwc)
     o = out if out_nhwc else POOL.take((g.N, g.OH, g.OW, g.C), x.dtype)
     bias = np.zeros(g.C, dtype=x.dtype) if b is None else b
-    _nhwc.dw_forward(xp, _nhwc_weights(w, g), bias, o, *g.stride, *g.dilation)
+    _nhwc.dw_forward(xn, _nhwc_weights(w, g), bias, o, g.pad[0], g.pad[2], *g.stride, *g.dilation)
     if not out_nhwc:
         _nhwc.from_nhwc(o, out, 0, 0)
         POOL.give(o)
-    saved = Saved(g, None, None, 0, 0, x=x, xn=xp)
-    POOL.give_on_death(saved, xp)
+    saved = Saved(g, None, None, 0, 0, x=x, xn=xn)
+    if pooled:
+        POOL.give_on_death(saved, xn)
     return saved
 
 
 def nhwc_depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray,
                               saved: Saved | None = None, gy_nhwc: bool = False, out_nhwc: bool = False) -> None:
     """With ``saved`` (the forward's), the NHWC output gradient is left there for grad_weight of the same gy."""
-    gyn, pooled = _nhwc_grad_out(gy, g, gy_nhwc)
-    pt, pb, pl, pr = g.pad
-    gxp = POOL.take((g.N, g.H + pt + pb, g.W + pl + pr, g.C), gy.dtype)
-    _nhwc.dw_grad_input(gyn, _nhwc_weights(w, g), gxp, *g.stride, *g.dilation)
-    (_nhwc.strip_nhwc if out_nhwc else _nhwc.from_nhwc)(gxp, out, pt, pl)
-    POOL.give(gxp)
+    gyn, pooled = _as_nhwc(gy, gy_nhwc)
+    gxn = out if out_nhwc else POOL.take((g.N, g.H, g.W, g.C), gy.dtype)
+    _nhwc.dw_grad_input(gyn, _nhwc_weights(w, g), gxn, g.pad[0], g.pad[2], *g.stride, *g.dilation)
+    if not out_nhwc:
+        _nhwc.from_nhwc(gxn, out, 0, 0)
+        POOL.give(gxn)
     if saved is not None:
         saved.gyn = (gy, gyn, pooled)
     elif pooled:
@@ -471,9 +467,9 @@ def nhwc_depthwise_grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: n
 def nhwc_depthwise_grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarray:
     g = saved.geo
     kept, saved.gyn = saved.gyn, None
-    gyn, pooled = kept[1:] if kept is not None and kept[0] is gy else _nhwc_grad_out(gy, g, gy_nhwc)
+    gyn, pooled = kept[1:] if kept is not None and kept[0] is gy else _as_nhwc(gy, gy_nhwc)
     part = np.empty((g.N, g.KH, g.KW, g.C), dtype=gy.dtype)
-    _nhwc.dw_grad_weight(gyn, saved.xn, part, *g.stride, *g.dilation)
+    _nhwc.dw_grad_weight(gyn, saved.xn, part, g.pad[0], g.pad[2], *g.stride, *g.dilation)
     if pooled:
         POOL.give(gyn)
     return part.sum(axis=0, dtype=np.float64).transpose(2, 0, 1).reshape(g.C, 1, g.KH, g.KW)

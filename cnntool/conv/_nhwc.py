@@ -14,6 +14,22 @@ from numba import njit, prange
 from cnntool.conv._numba_setup import FASTMATH
 
 
+@njit(inline="always")
+def _zero_border(row, h, H, W, C, pl):
+    """Zero what of one row (Wp, Cp) of a padded channels-last buffer no input fills: all of it when input row
+    ``h`` is outside the map (returns True: nothing to copy), else its border pixels and the channels past C."""
+    if h < 0 or h >= H:
+        row[:, :] = 0
+        return True
+    for wq in range(row.shape[0]):
+        w = wq - pl
+        if w < 0 or w >= W:
+            row[wq, :] = 0
+        elif row.shape[1] > C:
+            row[wq, C:] = 0
+    return False
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def to_nhwc(x, xp, pt, pl):
     """xp[n, h + pt, w + pl, c] = x[n, c, h, w]; the rest of xp (the padding border, and the channels past x's
@@ -22,22 +38,13 @@ def to_nhwc(x, xp, pt, pl):
     32x144x16x16 1.8x faster; 4x4 maps 1.5x slower, so those go pixel by pixel)."""
     N, C, H, W = x.shape
     Hp = xp.shape[1]
-    Wp = xp.shape[2]
-    Cp = xp.shape[3]
     for t in prange(N * Hp):
         n = t // Hp
         hp = t % Hp
         h = hp - pt
         row = xp[n, hp]
-        if h < 0 or h >= H:
-            row[:, :] = 0
+        if _zero_border(row, h, H, W, C, pl):
             continue
-        for wp in range(Wp):
-            w = wp - pl
-            if w < 0 or w >= W:
-                row[wp, :] = 0
-            elif Cp > C:
-                row[wp, C:] = 0
         if W <= 8:  # short rows: pixel by pixel (a channel's few values would not fill a loop)
             for w in range(W):
                 d = row[w + pl]
@@ -72,26 +79,19 @@ def pad_nhwc(x, xp, pt, pl):
     memory): the padding border and the channels past x's zeroed, each pixel one contiguous run."""
     N, H, W, C = x.shape
     Hp = xp.shape[1]
-    Wp = xp.shape[2]
     for t in prange(N * Hp):
         n = t // Hp
         hp = t % Hp
         h = hp - pt
         row = xp[n, hp]
-        if h < 0 or h >= H:
-            row[:, :] = 0
+        if _zero_border(row, h, H, W, C, pl):
             continue
         src = x[n, h]
-        for wq in range(Wp):
-            w = wq - pl
-            d = row[wq]
-            if w < 0 or w >= W:
-                d[:] = 0
-            else:
-                s = src[w]
-                for c in range(C):
-                    d[c] = s[c]
-                d[C:] = 0
+        for w in range(W):
+            s = src[w]
+            d = row[w + pl]
+            for c in range(C):
+                d[c] = s[c]
     return xp
 
 

@@ -269,24 +269,29 @@ def _tile_reference(xs, toff, wmat, bias, P):
     return bias[:, None] + wmat.astype(np.float64) @ cols
 
 
+TILES = sorted(K._TILED)
+
+
+@pytest.mark.parametrize("tile", TILES, ids=[f"{c}x{v}" for c, v in TILES])
 @pytest.mark.parametrize("P", [5, 16, 40, 48, 97, 130])
 @pytest.mark.parametrize("Kp, KB", [(3, 144), (150, 144), (300, 64)])
 @pytest.mark.parametrize("cout, cbg", [(8, 1), (15, 1), (40, 2), (40, 8)])
-def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(P, Kp, KB, cout, cbg):
-    # one row of P positions: 48-wide tiles, then single vectors, the last one masked; taps in blocks of KB; the
-    # input ends exactly where the last tap's row ends (a masked load must not read past it); cbg blocks of 8
-    # channels per work item (40 channels in 2 blocks per item: the last item has one)
+def test_register_tile_kernel_tails_tap_blocks_and_padded_channels(tile, P, Kp, KB, cout, cbg):
+    # one row of P positions: whole tiles (16 x vectors wide), then single vectors, the last one masked; taps in
+    # blocks of KB; the input ends exactly where the last tap's row ends (a masked load must not read past it); cbg
+    # blocks of channels per work item (40 channels in 2 blocks per item: the last item has fewer)
     rng = np.random.default_rng(P * 1000 + Kp + cout)
     toff = np.sort(rng.choice(4 * Kp + 50, size=Kp, replace=False)).astype(np.int64)
     xs = rng.standard_normal((1, int(toff.max()) + P)).astype(np.float32)
     wmat = rng.standard_normal((1, cout, Kp)).astype(np.float32)
     bias = rng.standard_normal(cout).astype(np.float32)
-    ncob = -(-cout // 8)
-    wp = _kernels.pack_tiles(wmat, np.empty((1, ncob, Kp, 8), np.float32))
+    cob = tile[0]
+    ncob = -(-cout // cob)
+    wp = _kernels.pack_tiles(wmat, np.empty((1, ncob, Kp, cob), np.float32))
     assert np.array_equal(wp.transpose(0, 1, 3, 2).reshape(1, -1, Kp)[:, :cout], wmat)
     assert not wp.transpose(0, 1, 3, 2).reshape(1, -1, Kp)[:, cout:].any()
     out = np.full(cout * P, np.nan, np.float32)
-    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, cout, 0, P, P, 1, 0, 1, 1, KB, cbg)
+    K._TILED[tile](xs, toff, wp, bias, out, 0, P, 1, P, 1, P, cout, 0, P, P, 1, 0, 1, 1, KB, cbg)
     want = _tile_reference(xs[0], toff, wmat[0], bias.astype(np.float64), P)
     np.testing.assert_allclose(out.reshape(cout, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
 
@@ -297,12 +302,18 @@ def test_folded_planes_an_odd_number_of_cache_lines_apart(n):
     assert n <= stride <= n + 32 and stride % 16 == 0 and (stride // 16) % 2 == 1
 
 
-def test_register_tile_only_for_float32_blocks_of_8_on_avx512(monkeypatch):
+def test_register_tile_by_host_dtype_and_channels(monkeypatch):
     monkeypatch.setattr(K, "AVX512", True)
-    assert K.use_register_tile(np.float32, 8)
-    assert not K.use_register_tile(np.float64, 8) and not K.use_register_tile(np.float32, 4)
+    assert K.register_tile(np.float32, 8) == K.register_tile(np.float32, 128) == (8, 3)
+    assert K.register_tile(np.float64, 8) is None and K.register_tile(np.float32, 4) is None
     monkeypatch.setattr(K, "AVX512", False)
-    assert not K.use_register_tile(np.float32, 8)
+    monkeypatch.setattr(K, "AVX2", True)
+    # 6x1 unless it pads more channels than 4x1's cost: 64 -> 66 (6x1), 16 -> 16 (4x1 rather than 18)
+    assert [K.register_tile(np.float32, c) for c in (4, 16, 24, 32, 64, 128)] == \
+        [(4, 1), (4, 1), (6, 1), (4, 1), (6, 1), (6, 1)]
+    assert K.register_tile(np.float32, 3) is None and K.register_tile(np.float64, 64) is None
+    monkeypatch.setattr(K, "AVX2", False)
+    assert K.register_tile(np.float32, 64) is None
 
 
 @pytest.mark.parametrize("kw, xshape, wshape", [
@@ -311,9 +322,12 @@ def test_register_tile_only_for_float32_blocks_of_8_on_avx512(monkeypatch):
     (dict(), (2, 40, 5, 3), (15, 40, 1, 1)),                      # 15 channels: one padded block
     (dict(padding=2, dilation=2, groups=2), (2, 16, 12, 12), (32, 8, 3, 3)),
 ])
-def test_register_tiled_forward_and_grad_input_match_torch(kw, xshape, wshape, monkeypatch):
-    monkeypatch.setattr(K, "AVX512", True)  # the tile path on any host (LLVM splits the vectors where needed)
-    assert K.use_register_tile(np.float32, K._variant(wshape[0] // kw.get("groups", 1), (8, 4, 1)))
+@pytest.mark.parametrize("host", ["avx512", "avx2"])
+def test_register_tiled_forward_and_grad_input_match_torch(kw, xshape, wshape, host, monkeypatch):
+    # either host's tiles on any host (LLVM splits the vectors where needed)
+    monkeypatch.setattr(K, "AVX512", host == "avx512")
+    monkeypatch.setattr(K, "AVX2", host == "avx2")
+    assert K.register_tile(np.float32, wshape[0] // kw.get("groups", 1)) is not None
     _check(xshape, wshape, torch.float32, **kw)
 
 
@@ -341,12 +355,14 @@ def test_register_tile_reads_nothing_past_the_input():
     xs = buf.reshape(1, -1)
     toff = (np.arange(Kp) * P + 5).astype(np.int64)  # the last tap's row is the last P elements
     wmat = rng.standard_normal((1, 8, Kp)).astype(np.float32)
-    wp = _kernels.pack_tiles(wmat, np.empty((1, 1, Kp, 8), np.float32))
     bias = np.zeros(8, np.float32)
-    out = np.empty(8 * P, np.float32)
-    _kernels.fwd_r8x3(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, 8, 0, P, P, 1, 0, 1, 1, 144, 1)
     want = _tile_reference(buf, toff, wmat[0], bias.astype(np.float64), P)
-    np.testing.assert_allclose(out.reshape(8, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
+    for tile, kernel in K._TILED.items():
+        wp = _kernels.pack_tiles(wmat, np.empty((1, -(-8 // tile[0]), Kp, tile[0]), np.float32))
+        out = np.empty(8 * P, np.float32)
+        kernel(xs, toff, wp, bias, out, 0, P, 1, P, 1, P, 8, 0, P, P, 1, 0, 1, 1, 144, 1)
+        np.testing.assert_allclose(out.reshape(8, P), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()),
+                                   err_msg=str(tile))
 
 
 CHANNELS_LAST = [

@@ -156,8 +156,9 @@ def _fwd(cob: int, kb: int) -> str:
     return "\n".join(lines) + "\n"
 
 #: (output channels, 16-lane vectors of positions) of the register-tiled forward kernels ``fwd_r{c}x{v}``: 8x3
-#: keeps 24 accumulators, 3 input vectors and a broadcast weight in AVX-512's 32 registers.
-FWD_TILES = ((8, 3),)
+#: keeps 24 accumulators, 3 input vectors and a broadcast weight in AVX-512's 32 registers; 6x1 and 4x1 keep 12 or
+#: 8 accumulators (each vector two halves), 2 input halves and a broadcast in AVX2's 16.
+FWD_TILES = ((8, 3), (6, 1), (4, 1))
 
 
 def _tile(a, cob: int, nv: int, pad: str, masked: bool = False) -> None:

@@ -1046,6 +1046,432 @@ def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def fwd_r6x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv,
+        KB, CBG):
+    """float32 forward correlation with a register tile of 6 output channels x 16 positions (``_simd``):
+    the accumulators stay in registers over a block of ``KB`` taps, so each tap costs its input loads and one
+    FMA per accumulator. A work item covers ``CBG`` blocks of 6 channels: for each block of taps and each
+    tile of positions its input rows (KB x T values, in L1) serve every block of channels before the next.
+
+    Same arguments and result as ``fwd_c8k4`` but the weights packed as wp[g, cb, k, c] = wt[g, cb*6 + c, k].
+    """
+    N = xs.shape[0]
+    G = wp.shape[0]
+    nblk = wp.shape[1]
+    ncob = (nblk + CBG - 1) // CBG
+    Kp = wp.shape[2]
+    nch = (OH + R - 1) // R
+    L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
+    ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
+    for task in prange(ntask):
+        cb = task % ncob
+        r = task // ncob
+        g = r % G
+        r = r // G
+        ch = r % nch
+        n = r // nch
+        oh0 = ch * R
+        oh1 = min(OH, oh0 + R)
+        p0 = oh0 * Wq
+        P = min(oh1 * Wq, Pn) - p0
+        cb0 = cb * CBG
+        cb1 = min(nblk, cb0 + CBG)
+        buf = np.empty(CBG * 6 * LS + 32, dtype=xs.dtype)
+        sh = ((-buf.ctypes.data) % 64) // buf.itemsize
+        acc = buf[sh:sh + CBG * 6 * LS].reshape((CBG * 6, LS))
+        xb = xs[n]
+        base = g * Cgs + p0
+        c0 = cb0 * 6
+        for k0 in range(0, Kp, KB):
+            k1 = min(Kp, k0 + KB)
+            t = 0
+            while t + 16 <= P:
+                for cbi in range(cb0, cb1):
+                    wb = wp[g, cbi]
+                    j = (cbi - cb0) * 6
+                    if k0 == 0:
+                        r0_0 = vzero()
+                        r1_0 = vzero()
+                        r2_0 = vzero()
+                        r3_0 = vzero()
+                        r4_0 = vzero()
+                        r5_0 = vzero()
+                    else:
+                        ac = acc[j + 0]
+                        r0_0 = vload(ac, t + 0)
+                        ac = acc[j + 1]
+                        r1_0 = vload(ac, t + 0)
+                        ac = acc[j + 2]
+                        r2_0 = vload(ac, t + 0)
+                        ac = acc[j + 3]
+                        r3_0 = vload(ac, t + 0)
+                        ac = acc[j + 4]
+                        r4_0 = vload(ac, t + 0)
+                        ac = acc[j + 5]
+                        r5_0 = vload(ac, t + 0)
+                    for k in range(k0, k1):
+                        o = base + toff[k] + t
+                        x0 = vload(xb, o + 0)
+                        wv = wb[k, 0]
+                        r0_0 = vfma(r0_0, wv, x0)
+                        wv = wb[k, 1]
+                        r1_0 = vfma(r1_0, wv, x0)
+                        wv = wb[k, 2]
+                        r2_0 = vfma(r2_0, wv, x0)
+                        wv = wb[k, 3]
+                        r3_0 = vfma(r3_0, wv, x0)
+                        wv = wb[k, 4]
+                        r4_0 = vfma(r4_0, wv, x0)
+                        wv = wb[k, 5]
+                        r5_0 = vfma(r5_0, wv, x0)
+                    ac = acc[j + 0]
+                    vstore(ac, t + 0, r0_0)
+                    ac = acc[j + 1]
+                    vstore(ac, t + 0, r1_0)
+                    ac = acc[j + 2]
+                    vstore(ac, t + 0, r2_0)
+                    ac = acc[j + 3]
+                    vstore(ac, t + 0, r3_0)
+                    ac = acc[j + 4]
+                    vstore(ac, t + 0, r4_0)
+                    ac = acc[j + 5]
+                    vstore(ac, t + 0, r5_0)
+                t += 16
+            while t < P:  # the tail: one vector at a time, the last one masked
+                m = P - t
+                for cbi in range(cb0, cb1):
+                    wb = wp[g, cbi]
+                    j = (cbi - cb0) * 6
+                    if m >= 16:
+                        if k0 == 0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                            r4_0 = vzero()
+                            r5_0 = vzero()
+                        else:
+                            ac = acc[j + 0]
+                            r0_0 = vload(ac, t + 0)
+                            ac = acc[j + 1]
+                            r1_0 = vload(ac, t + 0)
+                            ac = acc[j + 2]
+                            r2_0 = vload(ac, t + 0)
+                            ac = acc[j + 3]
+                            r3_0 = vload(ac, t + 0)
+                            ac = acc[j + 4]
+                            r4_0 = vload(ac, t + 0)
+                            ac = acc[j + 5]
+                            r5_0 = vload(ac, t + 0)
+                        for k in range(k0, k1):
+                            o = base + toff[k] + t
+                            x0 = vload(xb, o + 0)
+                            wv = wb[k, 0]
+                            r0_0 = vfma(r0_0, wv, x0)
+                            wv = wb[k, 1]
+                            r1_0 = vfma(r1_0, wv, x0)
+                            wv = wb[k, 2]
+                            r2_0 = vfma(r2_0, wv, x0)
+                            wv = wb[k, 3]
+                            r3_0 = vfma(r3_0, wv, x0)
+                            wv = wb[k, 4]
+                            r4_0 = vfma(r4_0, wv, x0)
+                            wv = wb[k, 5]
+                            r5_0 = vfma(r5_0, wv, x0)
+                        ac = acc[j + 0]
+                        vstore(ac, t + 0, r0_0)
+                        ac = acc[j + 1]
+                        vstore(ac, t + 0, r1_0)
+                        ac = acc[j + 2]
+                        vstore(ac, t + 0, r2_0)
+                        ac = acc[j + 3]
+                        vstore(ac, t + 0, r3_0)
+                        ac = acc[j + 4]
+                        vstore(ac, t + 0, r4_0)
+                        ac = acc[j + 5]
+                        vstore(ac, t + 0, r5_0)
+                    else:
+                        if k0 == 0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                            r4_0 = vzero()
+                            r5_0 = vzero()
+                        else:
+                            ac = acc[j + 0]
+                            r0_0 = vload(ac, t + 0)
+                            ac = acc[j + 1]
+                            r1_0 = vload(ac, t + 0)
+                            ac = acc[j + 2]
+                            r2_0 = vload(ac, t + 0)
+                            ac = acc[j + 3]
+                            r3_0 = vload(ac, t + 0)
+                            ac = acc[j + 4]
+                            r4_0 = vload(ac, t + 0)
+                            ac = acc[j + 5]
+                            r5_0 = vload(ac, t + 0)
+                        for k in range(k0, k1):
+                            o = base + toff[k] + t
+                            x0 = vload_n(xb, o, m)
+                            wv = wb[k, 0]
+                            r0_0 = vfma(r0_0, wv, x0)
+                            wv = wb[k, 1]
+                            r1_0 = vfma(r1_0, wv, x0)
+                            wv = wb[k, 2]
+                            r2_0 = vfma(r2_0, wv, x0)
+                            wv = wb[k, 3]
+                            r3_0 = vfma(r3_0, wv, x0)
+                            wv = wb[k, 4]
+                            r4_0 = vfma(r4_0, wv, x0)
+                            wv = wb[k, 5]
+                            r5_0 = vfma(r5_0, wv, x0)
+                        ac = acc[j + 0]
+                        vstore(ac, t + 0, r0_0)
+                        ac = acc[j + 1]
+                        vstore(ac, t + 0, r1_0)
+                        ac = acc[j + 2]
+                        vstore(ac, t + 0, r2_0)
+                        ac = acc[j + 3]
+                        vstore(ac, t + 0, r3_0)
+                        ac = acc[j + 4]
+                        vstore(ac, t + 0, r4_0)
+                        ac = acc[j + 5]
+                        vstore(ac, t + 0, r5_0)
+                t += 16
+        for c in range((cb1 - cb0) * 6):
+            co = c0 + c
+            if co < CoutG:
+                oc = g * CoutG + co
+                b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
+                for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
+                    q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def fwd_r4x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv,
+        KB, CBG):
+    """float32 forward correlation with a register tile of 4 output channels x 16 positions (``_simd``):
+    the accumulators stay in registers over a block of ``KB`` taps, so each tap costs its input loads and one
+    FMA per accumulator. A work item covers ``CBG`` blocks of 4 channels: for each block of taps and each
+    tile of positions its input rows (KB x T values, in L1) serve every block of channels before the next.
+
+    Same arguments and result as ``fwd_c8k4`` but the weights packed as wp[g, cb, k, c] = wt[g, cb*4 + c, k].
+    """
+    N = xs.shape[0]
+    G = wp.shape[0]
+    nblk = wp.shape[1]
+    ncob = (nblk + CBG - 1) // CBG
+    Kp = wp.shape[2]
+    nch = (OH + R - 1) // R
+    L = R * Wq
+    LS = (L + 15) // 16 * 16 + 16  # accumulator row stride: never a multiple of 4 KiB (no 4K aliasing)
+    ntask = N * nch * G * ncob
+    dense = Wq == OW and OHv == Hs and osw == 1 and osh == OW  # output rows back to back, as in acc
+    for task in prange(ntask):
+        cb = task % ncob
+        r = task // ncob
+        g = r % G
+        r = r // G
+        ch = r % nch
+        n = r // nch
+        oh0 = ch * R
+        oh1 = min(OH, oh0 + R)
+        p0 = oh0 * Wq
+        P = min(oh1 * Wq, Pn) - p0
+        cb0 = cb * CBG
+        cb1 = min(nblk, cb0 + CBG)
+        buf = np.empty(CBG * 4 * LS + 32, dtype=xs.dtype)
+        sh = ((-buf.ctypes.data) % 64) // buf.itemsize
+        acc = buf[sh:sh + CBG * 4 * LS].reshape((CBG * 4, LS))
+        xb = xs[n]
+        base = g * Cgs + p0
+        c0 = cb0 * 4
+        for k0 in range(0, Kp, KB):
+            k1 = min(Kp, k0 + KB)
+            t = 0
+            while t + 16 <= P:
+                for cbi in range(cb0, cb1):
+                    wb = wp[g, cbi]
+                    j = (cbi - cb0) * 4
+                    if k0 == 0:
+                        r0_0 = vzero()
+                        r1_0 = vzero()
+                        r2_0 = vzero()
+                        r3_0 = vzero()
+                    else:
+                        ac = acc[j + 0]
+                        r0_0 = vload(ac, t + 0)
+                        ac = acc[j + 1]
+                        r1_0 = vload(ac, t + 0)
+                        ac = acc[j + 2]
+                        r2_0 = vload(ac, t + 0)
+                        ac = acc[j + 3]
+                        r3_0 = vload(ac, t + 0)
+                    for k in range(k0, k1):
+                        o = base + toff[k] + t
+                        x0 = vload(xb, o + 0)
+                        wv = wb[k, 0]
+                        r0_0 = vfma(r0_0, wv, x0)
+                        wv = wb[k, 1]
+                        r1_0 = vfma(r1_0, wv, x0)
+                        wv = wb[k, 2]
+                        r2_0 = vfma(r2_0, wv, x0)
+                        wv = wb[k, 3]
+                        r3_0 = vfma(r3_0, wv, x0)
+                    ac = acc[j + 0]
+                    vstore(ac, t + 0, r0_0)
+                    ac = acc[j + 1]
+                    vstore(ac, t + 0, r1_0)
+                    ac = acc[j + 2]
+                    vstore(ac, t + 0, r2_0)
+                    ac = acc[j + 3]
+                    vstore(ac, t + 0, r3_0)
+                t += 16
+            while t < P:  # the tail: one vector at a time, the last one masked
+                m = P - t
+                for cbi in range(cb0, cb1):
+                    wb = wp[g, cbi]
+                    j = (cbi - cb0) * 4
+                    if m >= 16:
+                        if k0 == 0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                        else:
+                            ac = acc[j + 0]
+                            r0_0 = vload(ac, t + 0)
+                            ac = acc[j + 1]
+                            r1_0 = vload(ac, t + 0)
+                            ac = acc[j + 2]
+                            r2_0 = vload(ac, t + 0)
+                            ac = acc[j + 3]
+                            r3_0 = vload(ac, t + 0)
+                        for k in range(k0, k1):
+                            o = base + toff[k] + t
+                            x0 = vload(xb, o + 0)
+                            wv = wb[k, 0]
+                            r0_0 = vfma(r0_0, wv, x0)
+                            wv = wb[k, 1]
+                            r1_0 = vfma(r1_0, wv, x0)
+                            wv = wb[k, 2]
+                            r2_0 = vfma(r2_0, wv, x0)
+                            wv = wb[k, 3]
+                            r3_0 = vfma(r3_0, wv, x0)
+                        ac = acc[j + 0]
+                        vstore(ac, t + 0, r0_0)
+                        ac = acc[j + 1]
+                        vstore(ac, t + 0, r1_0)
+                        ac = acc[j + 2]
+                        vstore(ac, t + 0, r2_0)
+                        ac = acc[j + 3]
+                        vstore(ac, t + 0, r3_0)
+                    else:
+                        if k0 == 0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                        else:
+                            ac = acc[j + 0]
+                            r0_0 = vload(ac, t + 0)
+                            ac = acc[j + 1]
+                            r1_0 = vload(ac, t + 0)
+                            ac = acc[j + 2]
+                            r2_0 = vload(ac, t + 0)
+                            ac = acc[j + 3]
+                            r3_0 = vload(ac, t + 0)
+                        for k in range(k0, k1):
+                            o = base + toff[k] + t
+                            x0 = vload_n(xb, o, m)
+                            wv = wb[k, 0]
+                            r0_0 = vfma(r0_0, wv, x0)
+                            wv = wb[k, 1]
+                            r1_0 = vfma(r1_0, wv, x0)
+                            wv = wb[k, 2]
+                            r2_0 = vfma(r2_0, wv, x0)
+                            wv = wb[k, 3]
+                            r3_0 = vfma(r3_0, wv, x0)
+                        ac = acc[j + 0]
+                        vstore(ac, t + 0, r0_0)
+                        ac = acc[j + 1]
+                        vstore(ac, t + 0, r1_0)
+                        ac = acc[j + 2]
+                        vstore(ac, t + 0, r2_0)
+                        ac = acc[j + 3]
+                        vstore(ac, t + 0, r3_0)
+                t += 16
+        for c in range((cb1 - cb0) * 4):
+            co = c0 + c
+            if co < CoutG:
+                oc = g * CoutG + co
+                b = bias[oc]
+                if dense:  # whole rows, no spare ones: one run per sample
+                    oh = oh0
+                    while oh < oh1:
+                        m = oh // Hs
+                        rr = oh - m * Hs
+                        e = min(oh1, (m + 1) * Hs)
+                        q = (oh - oh0) * Wq
+                        L = (e - oh) * OW
+                        arow = acc[c, q:q + L]
+                        dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                        orow = out[dst:dst + L]
+                        for j in range(L):
+                            orow[j] = arow[j] + b
+                        oh = e
+                    continue
+                for oh in range(oh0, oh1):
+                    m = oh // Hs
+                    rr = oh - m * Hs
+                    if rr >= OHv:
+                        continue
+                    q = (oh - oh0) * Wq
+                    arow = acc[c, q:q + OW]
+                    dst = ooff + (n + m) * osn + oc * osc + rr * osh
+                    if osw == 1:
+                        orow = out[dst:dst + OW]
+                        for ow in range(OW):
+                            orow[ow] = arow[ow] + b
+                    else:
+                        for ow in range(OW):
+                            out[dst + ow * osw] = arow[ow] + b
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def gw_c4k4(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
     """Weight gradient, 4 output channels x 4 taps of dot products per block.
 

@@ -2,7 +2,7 @@
 
 * ``FASTMATH``: FMA contraction and re-association (vectorised reductions) but never ``nnan``/``ninf``, so
   NaN and Inf propagate like in torch.
-* ``AVX512``: whether the register-tiled kernels (``_simd``) are used.
+* ``AVX512`` / ``AVX2``: which register-tiled kernels (``_simd``) are used.
 * On AVX-512 CPUs LLVM's default tuning prefers 256-bit vectors; the conv inner loops are ~1.3x faster with
   512-bit ones, so unless the user pinned ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` we drop that preference.
   The CPU features are part of Numba's cache key, so cached kernels stay consistent.
@@ -48,6 +48,8 @@ def _prefer_512_bit_vectors() -> None:
 
 _prefer_512_bit_vectors()
 
-#: The kernels are compiled for AVX-512's 32 vector registers: the register-tiled kernels' 24 accumulators fit
-#: (with AVX2's 16 they would spill, so those kernels are not chosen there).
-AVX512 = "+avx512f" in _target_features().split(",")
+_FEATURES = _target_features().split(",")
+#: AVX-512's 32 vector registers: the register tiles with 24 accumulators (8x3 forward, channels-last) fit.
+AVX512 = "+avx512f" in _FEATURES
+#: AVX2 with FMA: 16 registers, which hold the forward's smaller tiles (a 16-lane vector is two of them).
+AVX2 = "+avx2" in _FEATURES and "+fma" in _FEATURES

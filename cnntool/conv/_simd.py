@@ -5,7 +5,8 @@ LLVM's loop vectoriser keeps a convolution's accumulators in memory (one load an
 block); a register tile needs the vectors as values, which Numba has no type for. ``F32x16`` is that type: an
 LLVM ``<16 x float>`` in a virtual register, so a kernel written with these intrinsics compiles to exactly the
 loads, broadcasts and FMAs it spells out. On AVX-512 one vector is one zmm register; elsewhere LLVM splits it
-into the native width, so the kernels stay correct on every CPU (the speed is tuned for AVX-512).
+into the native width (two ymm on AVX2), so the kernels stay correct on every CPU; each host gets the tile
+shapes that fit its registers (``kernels.register_tile``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import numpy as np
 from cnntool.conv import _kernels as K
 from cnntool.conv import _nhwc
 from cnntool.conv import channels_last as CL
-from cnntool.conv._numba_setup import AVX512
+from cnntool.conv._numba_setup import AVX2, AVX512
 from cnntool.conv._pool import POOL
 
 #: Target number of wide-row positions per forward work item (keeps the accumulator block in L1).
@@ -142,20 +142,36 @@ def _fwd_kernel(cob: int, taps: int):
     return _FWD[(cob, 4)]
 
 
-#: Taps per block of the register-tiled forward: its weights (8 channels) and the input rows it reads stay in L1
-#: while the tile walks the positions (measured on case a of ``bench_conv``: 144-288 taps 1.2x faster than all
-#: 1152 at once).
+#: Taps per block of the register-tiled forward: its weights and the input rows it reads stay in L1 while the
+#: tile walks the positions (measured on case a of ``bench_conv``, AVX-512: 144-288 taps 1.2x faster than all 1152
+#: at once; AVX2: 36-288 within 5%).
 TILE_TAPS = 144
-#: Blocks of 8 output channels per work item of the register-tiled forward: each tile of input rows, loaded into
-#: L1 once, serves all of them (measured, ResNet-18 at 64x64 px: the 2x2-map layer 1.1x and the 4x4-map layer 1.3x
-#: faster than with one block per item; 64 blocks slower on the 2x2 map and on case a).
+#: Blocks of output channels per work item of the register-tiled forward: each tile of input rows, loaded into
+#: L1 once, serves all of them (measured, AVX-512, ResNet-18 at 64x64 px: the 2x2-map layer 1.1x and the 4x4-map
+#: layer 1.3x faster than with one block per item; 64 blocks slower on the 2x2 map and on case a).
 TILE_BLOCKS = 16
+#: The register-tiled forward kernels by (output channels, 16-lane vectors of positions); see ``register_tile``.
+_TILED = {(8, 3): K.fwd_r8x3, (6, 1): K.fwd_r6x1, (4, 1): K.fwd_r4x1}
+#: How much slower AVX2's 4x1 tile is than its 6x1 per computed channel (case a 75 vs 70 ms, case d 183 vs 170 ms,
+#: AMD EPYC, 2 threads): 4x1 is chosen where 6x1 would pad more than that (16 or 32 channels, not 64 or 128).
+_AVX2_4X1_COST = 1.07
 
 
-def use_register_tile(dtype, cob: int) -> bool:
-    """The register-tiled forward ``fwd_r8x3`` (float32, blocks of 8 output channels, an AVX-512 host) instead of
-    ``fwd_c8k4``, whose accumulators live in memory."""
-    return AVX512 and np.dtype(dtype) == np.float32 and cob == 8
+def register_tile(dtype, cout_per_group: int) -> tuple[int, int] | None:
+    """The register tile (output channels, 16-lane vectors of positions) of the float32 forward on this host, or
+    None for the loop-vectorised ``fwd_c*k*`` kernels (float64, fewer than 4 channels per group, no AVX2/FMA).
+
+    AVX-512 takes 8x3 for blocks of 8 channels. AVX2 takes 6x1 or 4x1, whichever computes fewer padded channels
+    for the cost (measured on case a of ``bench_conv``: 70 and 75 ms against 86-95 ms for ``fwd_c8k4``, whose
+    accumulators live in memory; 8x3 would spill there, 124 ms)."""
+    if np.dtype(dtype) != np.float32:
+        return None
+    if AVX512:
+        return (8, 3) if _variant(cout_per_group, (8, 4, 1)) == 8 else None
+    if AVX2 and cout_per_group >= 4:
+        six, four = -(-cout_per_group // 6) * 6, -(-cout_per_group // 4) * 4
+        return (6, 1) if six < four * _AVX2_4X1_COST else (4, 1)
+    return None
 
 
 def fold_batch(N: int, rows: int, Wq: int) -> bool:
@@ -175,9 +191,10 @@ def _run_fwd(src, toff, wmat, bias, out_flat, *, Cgs, Wq, OH, OW, Pn, CoutG, gro
     ``OHv`` of them kept); ``N`` is the number of rows of ``src``; ``planes`` is how many planes of ``Wq``-wide
     rows the taps read (input channels x phases, or one per tap for im2col): it sizes the work items for L2.
     """
-    cob = _variant(CoutG, (8, 4, 1))
+    tile = register_tile(src.dtype, CoutG)
+    cob = tile[0] if tile else _variant(CoutG, (8, 4, 1))
     ncob = -(-CoutG // cob)
-    tiled = use_register_tile(src.dtype, cob)
+    tiled = tile is not None
     if tiled:
         wt = K.pack_tiles(np.ascontiguousarray(wmat), POOL.take((groups, ncob, wmat.shape[2], cob), src.dtype))
     elif ncob * cob == CoutG and wmat.flags.c_contiguous:
@@ -200,7 +217,7 @@ def _run_fwd(src, toff, wmat, bias, out_flat, *, Cgs, Wq, OH, OW, Pn, CoutG, gro
     OHv = OH if OHv is None else OHv
     args = (src, toff, wt, bias, out_flat, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, osh, osw, ooff, Hs, OHv)
     if tiled:
-        K.fwd_r8x3(*args, TILE_TAPS, cbg)
+        _TILED[tile](*args, TILE_TAPS, cbg)
         POOL.give(wt)
     else:
         _fwd_kernel(cob, wmat.shape[2])(*args)

@@ -323,12 +323,47 @@ def test_register_tile_by_host_dtype_and_channels(monkeypatch):
     (dict(padding=2, dilation=2, groups=2), (2, 16, 12, 12), (32, 8, 3, 3)),
 ])
 @pytest.mark.parametrize("host", ["avx512", "avx2"])
-def test_register_tiled_forward_and_grad_input_match_torch(kw, xshape, wshape, host, monkeypatch):
-    # either host's tiles on any host (LLVM splits the vectors where needed)
+def test_register_tiled_forward_and_gradients_match_torch(kw, xshape, wshape, host, monkeypatch):
+    # either host's tiles on any host (LLVM splits the vectors where needed); AVX2 tiles the grad-weight too
     monkeypatch.setattr(K, "AVX512", host == "avx512")
     monkeypatch.setattr(K, "AVX2", host == "avx2")
-    assert K.register_tile(np.float32, wshape[0] // kw.get("groups", 1)) is not None
+    cout_per_group = wshape[0] // kw.get("groups", 1)
+    assert K.register_tile(np.float32, cout_per_group) is not None
+    assert (K.grad_weight_tile(np.float32, cout_per_group) is not None) == (host == "avx2")
     _check(xshape, wshape, torch.float32, **kw)
+
+
+GW_TILES = sorted(K._GW_TILED)
+
+
+@pytest.mark.parametrize("tile", GW_TILES, ids=[f"{c}x{k}" for c, k in GW_TILES])
+@pytest.mark.parametrize("N, Pn, chunk", [(1, 5, 2048), (2, 37, 16), (1, 100, 48), (3, 33, 2048)])
+@pytest.mark.parametrize("Kp, KG", [(1, 1), (7, 1), (7, 3), (20, 20)])
+@pytest.mark.parametrize("cout", [2, 3, 7])
+def test_grad_weight_tile_kernel_tails_chunks_and_padded_channels(tile, N, Pn, chunk, Kp, KG, cout):
+    # P positions in chunks (the last one short, its last vector masked), taps in tiles plus single tail taps, KG
+    # tap tiles per task, padded channel rows (dropped), the input's last row ending where the last tap reads
+    rng = np.random.default_rng(Pn * 100 + Kp * 10 + cout)
+    toff = np.sort(rng.choice(3 * Kp + 20, size=Kp, replace=False)).astype(np.int64)
+    xs = rng.standard_normal((N, int(toff.max()) + Pn)).astype(np.float32)
+    gyw = rng.standard_normal((N, cout, Pn)).astype(np.float32)
+    cob, kb = tile
+    dw = np.zeros((1, -(-cout // cob) * cob, Kp))
+    K._GW_TILED[tile](gyw, xs, toff, 0, Pn, cout, chunk, KG, np.float32(0), dw)
+    cols = np.stack([np.stack([xs[n, o:o + Pn] for o in toff]) for n in range(N)]).astype(np.float64)
+    want = np.einsum("ncp,nkp->ck", gyw.astype(np.float64), cols)
+    np.testing.assert_allclose(dw[0, :cout], want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
+
+
+def test_grad_weight_tile_by_host_dtype_and_channels(monkeypatch):
+    monkeypatch.setattr(K, "AVX512", False)
+    monkeypatch.setattr(K, "AVX2", True)
+    # 3x2 unless it pads more channels than 2x3's cost: 128 -> 129 (3x2), 16 -> 16 (2x3 rather than 18)
+    assert [K.grad_weight_tile(np.float32, c) for c in (2, 3, 16, 64, 128)] == \
+        [(2, 3), (3, 2), (2, 3), (2, 3), (3, 2)]
+    assert K.grad_weight_tile(np.float32, 1) is None and K.grad_weight_tile(np.float64, 64) is None
+    monkeypatch.setattr(K, "AVX512", True)
+    assert K.grad_weight_tile(np.float32, 64) is None
 
 
 def _array_before_guard_page(n: int) -> np.ndarray:

@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
-from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vzero
+from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vsum, vzero
 
 '''
 
@@ -306,6 +306,85 @@ def _gw(cob: int, kb: int) -> str:
         a(f"                        t{c} += g{c}[p] * v")
     for c in range(cob):
         a(f"                    dw[g, c0 + {c}, k] += t{c}")
+    a("    return dw")
+    return "\n".join(lines) + "\n"
+
+
+#: (output channels, taps) of the register-tiled grad-weight kernels ``gw_r{c}x{k}``: c x k accumulators of 16
+#: positions each (two halves on AVX2), summed across lanes once per chunk of positions.
+GW_TILES = ((3, 2), (2, 3))
+
+
+def _gw_tile(a, cob: int, nk: int, pad: str) -> None:
+    """Dot products of ``cob`` output-gradient rows (gr..) with the input rows of taps kk..kk+nk over the chunk's
+    P positions, 16 at a time (the last vector masked), added to dw."""
+    for j in range(nk):
+        a(f"{pad}o{j} = base + toff[kk + {j}]")
+    for c in range(cob):
+        for j in range(nk):
+            a(f"{pad}r{c}_{j} = vzero()")
+    a(f"{pad}t = 0")
+    a(f"{pad}while t + 16 <= P:")
+    for j in range(nk):
+        a(f"{pad}    x{j} = vload(xb, o{j} + t)")
+    for c in range(cob):
+        a(f"{pad}    u{c} = vload(gr{c}, p0 + t)")
+    for c in range(cob):
+        for j in range(nk):
+            a(f"{pad}    r{c}_{j} = vmad(r{c}_{j}, u{c}, x{j})")
+    a(f"{pad}    t += 16")
+    a(f"{pad}if t < P:")
+    a(f"{pad}    m = P - t")
+    for j in range(nk):
+        a(f"{pad}    x{j} = vload_n(xb, o{j} + t, m)")
+    for c in range(cob):
+        a(f"{pad}    u{c} = vload_n(gr{c}, p0 + t, m)")
+    for c in range(cob):
+        for j in range(nk):
+            a(f"{pad}    r{c}_{j} = vmad(r{c}_{j}, u{c}, x{j})")
+    for c in range(cob):
+        for j in range(nk):
+            a(f"{pad}dw[g, c0 + {c}, kk + {j}] += vsum(r{c}_{j})")
+
+
+def _gw_tiled(cob: int, kb: int) -> str:
+    lines = []
+    a = lines.append
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def gw_r{cob}x{kb}(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):")
+    a(f'    """float32 weight gradient with a register tile of {cob} output channels x {kb} taps (``_simd``): the')
+    a("    accumulators are vectors of 16 positions, so each step costs its loads and one FMA per accumulator.")
+    a("")
+    a(f"    Same arguments and result as ``gw_c4k4``; the rows of padded channels (c0 + c >= CoutG) hold the last real")
+    a("    channel's products, which the caller drops with the padding.")
+    a('    """')
+    a("    N = xs.shape[0]")
+    a("    G = dw.shape[0]")
+    a("    Kp = dw.shape[2]")
+    a(f"    ncob = dw.shape[1] // {cob}")
+    a(f"    nkb = (Kp + {kb} - 1) // {kb}")
+    a("    nkg = (nkb + KG - 1) // KG")
+    a("    ntask = G * ncob * nkg")
+    a("    for task in prange(ntask):")
+    a("        kg = task % nkg")
+    a("        r = task // nkg")
+    a("        cb = r % ncob")
+    a("        g = r // ncob")
+    a(f"        c0 = cb * {cob}")
+    a(f"        k0 = kg * KG * {kb}")
+    a(f"        k1 = min(Kp, k0 + KG * {kb})")
+    a(f"        kfull = k0 + (k1 - k0) // {kb} * {kb}")
+    a("        for n in range(N):")
+    a("            xb = xs[n]")
+    for c in range(cob):
+        a(f"            gr{c} = gyw[n, g * CoutG + min(c0 + {c}, CoutG - 1)]")
+    a("            for p0 in range(0, Pn, PCH):")
+    a("                P = min(Pn, p0 + PCH) - p0")
+    a("                base = g * Cgs + p0")
+    a(f"                for kk in range(k0, kfull, {kb}):")
+    _gw_tile(a, cob, kb, " " * 20)
+    a("                for kk in range(kfull, k1):")
+    _gw_tile(a, cob, 1, " " * 20)
     a("    return dw")
     return "\n".join(lines) + "\n"
 
@@ -873,6 +952,8 @@ def generate() -> str:
         parts.append("\n" + _fwd_tiled(cob, nv))
     for cob, kb in GW_VARIANTS:
         parts.append("\n" + _gw(cob, kb))
+    for cob, kb in GW_TILES:
+        parts.append("\n" + _gw_tiled(cob, kb))
     for nv, count in CL_TILES:
         parts.append("\n" + _cl_fwd(nv, count))
         parts.append("\n" + _cl_fwd_packing(nv, count))

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
-from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vzero
+from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vsum, vzero
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
@@ -1694,6 +1694,208 @@ def gw_c1k8(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
                         v = xk[p]
                         t0 += g0[p] * v
                     dw[g, c0 + 0, k] += t0
+    return dw
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def gw_r3x2(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
+    """float32 weight gradient with a register tile of 3 output channels x 2 taps (``_simd``): the
+    accumulators are vectors of 16 positions, so each step costs its loads and one FMA per accumulator.
+
+    Same arguments and result as ``gw_c4k4``; the rows of padded channels (c0 + c >= CoutG) hold the last real
+    channel's products, which the caller drops with the padding.
+    """
+    N = xs.shape[0]
+    G = dw.shape[0]
+    Kp = dw.shape[2]
+    ncob = dw.shape[1] // 3
+    nkb = (Kp + 2 - 1) // 2
+    nkg = (nkb + KG - 1) // KG
+    ntask = G * ncob * nkg
+    for task in prange(ntask):
+        kg = task % nkg
+        r = task // nkg
+        cb = r % ncob
+        g = r // ncob
+        c0 = cb * 3
+        k0 = kg * KG * 2
+        k1 = min(Kp, k0 + KG * 2)
+        kfull = k0 + (k1 - k0) // 2 * 2
+        for n in range(N):
+            xb = xs[n]
+            gr0 = gyw[n, g * CoutG + min(c0 + 0, CoutG - 1)]
+            gr1 = gyw[n, g * CoutG + min(c0 + 1, CoutG - 1)]
+            gr2 = gyw[n, g * CoutG + min(c0 + 2, CoutG - 1)]
+            for p0 in range(0, Pn, PCH):
+                P = min(Pn, p0 + PCH) - p0
+                base = g * Cgs + p0
+                for kk in range(k0, kfull, 2):
+                    o0 = base + toff[kk + 0]
+                    o1 = base + toff[kk + 1]
+                    r0_0 = vzero()
+                    r0_1 = vzero()
+                    r1_0 = vzero()
+                    r1_1 = vzero()
+                    r2_0 = vzero()
+                    r2_1 = vzero()
+                    t = 0
+                    while t + 16 <= P:
+                        x0 = vload(xb, o0 + t)
+                        x1 = vload(xb, o1 + t)
+                        u0 = vload(gr0, p0 + t)
+                        u1 = vload(gr1, p0 + t)
+                        u2 = vload(gr2, p0 + t)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r0_1 = vmad(r0_1, u0, x1)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        r1_1 = vmad(r1_1, u1, x1)
+                        r2_0 = vmad(r2_0, u2, x0)
+                        r2_1 = vmad(r2_1, u2, x1)
+                        t += 16
+                    if t < P:
+                        m = P - t
+                        x0 = vload_n(xb, o0 + t, m)
+                        x1 = vload_n(xb, o1 + t, m)
+                        u0 = vload_n(gr0, p0 + t, m)
+                        u1 = vload_n(gr1, p0 + t, m)
+                        u2 = vload_n(gr2, p0 + t, m)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r0_1 = vmad(r0_1, u0, x1)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        r1_1 = vmad(r1_1, u1, x1)
+                        r2_0 = vmad(r2_0, u2, x0)
+                        r2_1 = vmad(r2_1, u2, x1)
+                    dw[g, c0 + 0, kk + 0] += vsum(r0_0)
+                    dw[g, c0 + 0, kk + 1] += vsum(r0_1)
+                    dw[g, c0 + 1, kk + 0] += vsum(r1_0)
+                    dw[g, c0 + 1, kk + 1] += vsum(r1_1)
+                    dw[g, c0 + 2, kk + 0] += vsum(r2_0)
+                    dw[g, c0 + 2, kk + 1] += vsum(r2_1)
+                for kk in range(kfull, k1):
+                    o0 = base + toff[kk + 0]
+                    r0_0 = vzero()
+                    r1_0 = vzero()
+                    r2_0 = vzero()
+                    t = 0
+                    while t + 16 <= P:
+                        x0 = vload(xb, o0 + t)
+                        u0 = vload(gr0, p0 + t)
+                        u1 = vload(gr1, p0 + t)
+                        u2 = vload(gr2, p0 + t)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        r2_0 = vmad(r2_0, u2, x0)
+                        t += 16
+                    if t < P:
+                        m = P - t
+                        x0 = vload_n(xb, o0 + t, m)
+                        u0 = vload_n(gr0, p0 + t, m)
+                        u1 = vload_n(gr1, p0 + t, m)
+                        u2 = vload_n(gr2, p0 + t, m)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        r2_0 = vmad(r2_0, u2, x0)
+                    dw[g, c0 + 0, kk + 0] += vsum(r0_0)
+                    dw[g, c0 + 1, kk + 0] += vsum(r1_0)
+                    dw[g, c0 + 2, kk + 0] += vsum(r2_0)
+    return dw
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def gw_r2x3(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
+    """float32 weight gradient with a register tile of 2 output channels x 3 taps (``_simd``): the
+    accumulators are vectors of 16 positions, so each step costs its loads and one FMA per accumulator.
+
+    Same arguments and result as ``gw_c4k4``; the rows of padded channels (c0 + c >= CoutG) hold the last real
+    channel's products, which the caller drops with the padding.
+    """
+    N = xs.shape[0]
+    G = dw.shape[0]
+    Kp = dw.shape[2]
+    ncob = dw.shape[1] // 2
+    nkb = (Kp + 3 - 1) // 3
+    nkg = (nkb + KG - 1) // KG
+    ntask = G * ncob * nkg
+    for task in prange(ntask):
+        kg = task % nkg
+        r = task // nkg
+        cb = r % ncob
+        g = r // ncob
+        c0 = cb * 2
+        k0 = kg * KG * 3
+        k1 = min(Kp, k0 + KG * 3)
+        kfull = k0 + (k1 - k0) // 3 * 3
+        for n in range(N):
+            xb = xs[n]
+            gr0 = gyw[n, g * CoutG + min(c0 + 0, CoutG - 1)]
+            gr1 = gyw[n, g * CoutG + min(c0 + 1, CoutG - 1)]
+            for p0 in range(0, Pn, PCH):
+                P = min(Pn, p0 + PCH) - p0
+                base = g * Cgs + p0
+                for kk in range(k0, kfull, 3):
+                    o0 = base + toff[kk + 0]
+                    o1 = base + toff[kk + 1]
+                    o2 = base + toff[kk + 2]
+                    r0_0 = vzero()
+                    r0_1 = vzero()
+                    r0_2 = vzero()
+                    r1_0 = vzero()
+                    r1_1 = vzero()
+                    r1_2 = vzero()
+                    t = 0
+                    while t + 16 <= P:
+                        x0 = vload(xb, o0 + t)
+                        x1 = vload(xb, o1 + t)
+                        x2 = vload(xb, o2 + t)
+                        u0 = vload(gr0, p0 + t)
+                        u1 = vload(gr1, p0 + t)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r0_1 = vmad(r0_1, u0, x1)
+                        r0_2 = vmad(r0_2, u0, x2)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        r1_1 = vmad(r1_1, u1, x1)
+                        r1_2 = vmad(r1_2, u1, x2)
+                        t += 16
+                    if t < P:
+                        m = P - t
+                        x0 = vload_n(xb, o0 + t, m)
+                        x1 = vload_n(xb, o1 + t, m)
+                        x2 = vload_n(xb, o2 + t, m)
+                        u0 = vload_n(gr0, p0 + t, m)
+                        u1 = vload_n(gr1, p0 + t, m)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r0_1 = vmad(r0_1, u0, x1)
+                        r0_2 = vmad(r0_2, u0, x2)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        r1_1 = vmad(r1_1, u1, x1)
+                        r1_2 = vmad(r1_2, u1, x2)
+                    dw[g, c0 + 0, kk + 0] += vsum(r0_0)
+                    dw[g, c0 + 0, kk + 1] += vsum(r0_1)
+                    dw[g, c0 + 0, kk + 2] += vsum(r0_2)
+                    dw[g, c0 + 1, kk + 0] += vsum(r1_0)
+                    dw[g, c0 + 1, kk + 1] += vsum(r1_1)
+                    dw[g, c0 + 1, kk + 2] += vsum(r1_2)
+                for kk in range(kfull, k1):
+                    o0 = base + toff[kk + 0]
+                    r0_0 = vzero()
+                    r1_0 = vzero()
+                    t = 0
+                    while t + 16 <= P:
+                        x0 = vload(xb, o0 + t)
+                        u0 = vload(gr0, p0 + t)
+                        u1 = vload(gr1, p0 + t)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r1_0 = vmad(r1_0, u1, x0)
+                        t += 16
+                    if t < P:
+                        m = P - t
+                        x0 = vload_n(xb, o0 + t, m)
+                        u0 = vload_n(gr0, p0 + t, m)
+                        u1 = vload_n(gr1, p0 + t, m)
+                        r0_0 = vmad(r0_0, u0, x0)
+                        r1_0 = vmad(r1_0, u1, x0)
+                    dw[g, c0 + 0, kk + 0] += vsum(r0_0)
+                    dw[g, c0 + 1, kk + 0] += vsum(r1_0)
     return dw
 
 

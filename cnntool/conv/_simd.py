@@ -145,3 +145,15 @@ def vmad(typingctx, acc, a, b):
         return builder.call(fma, [args[1], args[2], args[0]])
 
     return f32x16(f32x16, f32x16, f32x16), codegen
+
+
+@intrinsic
+def vsum(typingctx, v):
+    """The sum of the 16 lanes as a float32 (a tree of adds: lane order is not kept)."""
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.FloatType(), [ir.FloatType(), _VEC]),
+                                            "llvm.vector.reduce.fadd.v16f32")
+        return builder.call(fn, [ir.Constant(ir.FloatType(), 0.0), args[0]], fastmath=("reassoc",))
+
+    return types.float32(f32x16), codegen

@@ -621,6 +621,26 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     return out
 
 
+#: The register-tiled grad-weight kernels by (output channels, taps); see ``grad_weight_tile``.
+_GW_TILED = {(3, 2): K.gw_r3x2, (2, 3): K.gw_r2x3}
+#: Positions per chunk of the tiled grad-weight: each chunk ends in a sum across lanes and a float64 add (measured
+#: on case a, AVX2: 256 positions 96 ms, 1024 81 ms, 2048-4096 80-82 ms).
+GW_TILE_CHUNK = 2048
+#: How much slower AVX2's 2x3 grad-weight tile is than its 3x2 per computed channel (case a 83 vs 80 ms, d 196 vs
+#: 192 ms).
+_AVX2_2X3_COST = 1.03
+
+
+def grad_weight_tile(dtype, cout_per_group: int) -> tuple[int, int] | None:
+    """The register tile (output channels, taps) of the float32 grad-weight on an AVX2 host, or None for the
+    loop-vectorised ``gw_c*k*`` kernels (whose 16 reduction chains fit AVX-512's registers but spill AVX2's:
+    measured on case a of ``bench_conv``, AVX2: 3x2 80 ms, 2x3 83, 2x2 97, 4x1 99, ``gw_c4k4`` 105; torch 84)."""
+    if AVX512 or not AVX2 or np.dtype(dtype) != np.float32 or cout_per_group < 2:
+        return None
+    three, two = -(-cout_per_group // 3) * 3, -(-cout_per_group // 2) * 2
+    return (3, 2) if three < two * _AVX2_2X3_COST else (2, 3)
+
+
 def grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarray:
     """dL/dw (float64) for y = conv2d(x, w), reusing the phase-split input of the forward pass (``gy`` NCHW, or
     NHWC with ``gy_nhwc`` where :func:`channels_last_io` allows)."""
@@ -651,6 +671,9 @@ def grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarr
     CoutG = g.CoutG
     cob = _variant(CoutG, (4, 1))
     kb = 4 if cob == 4 else 8
+    tile = grad_weight_tile(gy.dtype, CoutG)
+    if tile:
+        cob, kb = tile
     ncob = -(-CoutG // cob)
     Kp = saved.toff.shape[0]
     nkb = -(-Kp // kb)
@@ -659,7 +682,10 @@ def grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarr
     nkg = 1 if outer >= want else min(nkb, -(-want // outer))
     KG = -(-nkb // nkg)
     dw = np.zeros((g.groups, ncob * cob, Kp), dtype=np.float64)
-    _GW[cob](gyw, saved.xs, saved.toff, saved.Cgs, Pn, CoutG, _GW_CHUNK, KG, gy.dtype.type(0), dw)
+    if tile:
+        _GW_TILED[tile](gyw, saved.xs, saved.toff, saved.Cgs, Pn, CoutG, GW_TILE_CHUNK, KG, gy.dtype.type(0), dw)
+    else:
+        _GW[cob](gyw, saved.xs, saved.toff, saved.Cgs, Pn, CoutG, _GW_CHUNK, KG, gy.dtype.type(0), dw)
     if gyw5 is not None:
         POOL.give(gyw5)
     return dw[:, :CoutG].reshape(g.Cout, g.Cg, g.KH, g.KW)

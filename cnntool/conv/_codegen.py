@@ -173,12 +173,15 @@ def _tile(a, cob: int, nv: int, pad: str, masked: bool = False) -> None:
         a(f"{pad}    ac = acc[j + {c}]")
         for v in range(nv):
             a(f"{pad}    r{c}_{v} = vload(ac, t + {16 * v})")
-    a(f"{pad}for k in range(k0, k1):")
-    a(f"{pad}    o = base + toff[k] + t")
+    # taps counted from 0 over slices: LLVM then knows the index is never negative and drops numba's wraparound
+    a(f"{pad}tb = toff[k0:k1]")
+    a(f"{pad}wk = wb[k0:k1]")
+    a(f"{pad}for kk in range(k1 - k0):")
+    a(f"{pad}    o = base + tb[kk] + t")
     for v in range(nv):
         a(f"{pad}    x{v} = vload_n(xb, o, m)" if masked else f"{pad}    x{v} = vload(xb, o + {16 * v})")
     for c in range(cob):
-        a(f"{pad}    wv = wb[k, {c}]")
+        a(f"{pad}    wv = wk[kk, {c}]")
         for v in range(nv):
             a(f"{pad}    r{c}_{v} = vfma(r{c}_{v}, wv, x{v})")
     for c in range(cob):

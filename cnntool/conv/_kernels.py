@@ -807,40 +807,42 @@ def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                         r7_0 = vload(ac, t + 0)
                         r7_1 = vload(ac, t + 16)
                         r7_2 = vload(ac, t + 32)
-                    for k in range(k0, k1):
-                        o = base + toff[k] + t
+                    tb = toff[k0:k1]
+                    wk = wb[k0:k1]
+                    for kk in range(k1 - k0):
+                        o = base + tb[kk] + t
                         x0 = vload(xb, o + 0)
                         x1 = vload(xb, o + 16)
                         x2 = vload(xb, o + 32)
-                        wv = wb[k, 0]
+                        wv = wk[kk, 0]
                         r0_0 = vfma(r0_0, wv, x0)
                         r0_1 = vfma(r0_1, wv, x1)
                         r0_2 = vfma(r0_2, wv, x2)
-                        wv = wb[k, 1]
+                        wv = wk[kk, 1]
                         r1_0 = vfma(r1_0, wv, x0)
                         r1_1 = vfma(r1_1, wv, x1)
                         r1_2 = vfma(r1_2, wv, x2)
-                        wv = wb[k, 2]
+                        wv = wk[kk, 2]
                         r2_0 = vfma(r2_0, wv, x0)
                         r2_1 = vfma(r2_1, wv, x1)
                         r2_2 = vfma(r2_2, wv, x2)
-                        wv = wb[k, 3]
+                        wv = wk[kk, 3]
                         r3_0 = vfma(r3_0, wv, x0)
                         r3_1 = vfma(r3_1, wv, x1)
                         r3_2 = vfma(r3_2, wv, x2)
-                        wv = wb[k, 4]
+                        wv = wk[kk, 4]
                         r4_0 = vfma(r4_0, wv, x0)
                         r4_1 = vfma(r4_1, wv, x1)
                         r4_2 = vfma(r4_2, wv, x2)
-                        wv = wb[k, 5]
+                        wv = wk[kk, 5]
                         r5_0 = vfma(r5_0, wv, x0)
                         r5_1 = vfma(r5_1, wv, x1)
                         r5_2 = vfma(r5_2, wv, x2)
-                        wv = wb[k, 6]
+                        wv = wk[kk, 6]
                         r6_0 = vfma(r6_0, wv, x0)
                         r6_1 = vfma(r6_1, wv, x1)
                         r6_2 = vfma(r6_2, wv, x2)
-                        wv = wb[k, 7]
+                        wv = wk[kk, 7]
                         r7_0 = vfma(r7_0, wv, x0)
                         r7_1 = vfma(r7_1, wv, x1)
                         r7_2 = vfma(r7_2, wv, x2)
@@ -909,24 +911,26 @@ def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                             r6_0 = vload(ac, t + 0)
                             ac = acc[j + 7]
                             r7_0 = vload(ac, t + 0)
-                        for k in range(k0, k1):
-                            o = base + toff[k] + t
+                        tb = toff[k0:k1]
+                        wk = wb[k0:k1]
+                        for kk in range(k1 - k0):
+                            o = base + tb[kk] + t
                             x0 = vload(xb, o + 0)
-                            wv = wb[k, 0]
+                            wv = wk[kk, 0]
                             r0_0 = vfma(r0_0, wv, x0)
-                            wv = wb[k, 1]
+                            wv = wk[kk, 1]
                             r1_0 = vfma(r1_0, wv, x0)
-                            wv = wb[k, 2]
+                            wv = wk[kk, 2]
                             r2_0 = vfma(r2_0, wv, x0)
-                            wv = wb[k, 3]
+                            wv = wk[kk, 3]
                             r3_0 = vfma(r3_0, wv, x0)
-                            wv = wb[k, 4]
+                            wv = wk[kk, 4]
                             r4_0 = vfma(r4_0, wv, x0)
-                            wv = wb[k, 5]
+                            wv = wk[kk, 5]
                             r5_0 = vfma(r5_0, wv, x0)
-                            wv = wb[k, 6]
+                            wv = wk[kk, 6]
                             r6_0 = vfma(r6_0, wv, x0)
-                            wv = wb[k, 7]
+                            wv = wk[kk, 7]
                             r7_0 = vfma(r7_0, wv, x0)
                         ac = acc[j + 0]
                         vstore(ac, t + 0, r0_0)
@@ -971,24 +975,26 @@ def fwd_r8x3(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                             r6_0 = vload(ac, t + 0)
                             ac = acc[j + 7]
                             r7_0 = vload(ac, t + 0)
-                        for k in range(k0, k1):
-                            o = base + toff[k] + t
+                        tb = toff[k0:k1]
+                        wk = wb[k0:k1]
+                        for kk in range(k1 - k0):
+                            o = base + tb[kk] + t
                             x0 = vload_n(xb, o, m)
-                            wv = wb[k, 0]
+                            wv = wk[kk, 0]
                             r0_0 = vfma(r0_0, wv, x0)
-                            wv = wb[k, 1]
+                            wv = wk[kk, 1]
                             r1_0 = vfma(r1_0, wv, x0)
-                            wv = wb[k, 2]
+                            wv = wk[kk, 2]
                             r2_0 = vfma(r2_0, wv, x0)
-                            wv = wb[k, 3]
+                            wv = wk[kk, 3]
                             r3_0 = vfma(r3_0, wv, x0)
-                            wv = wb[k, 4]
+                            wv = wk[kk, 4]
                             r4_0 = vfma(r4_0, wv, x0)
-                            wv = wb[k, 5]
+                            wv = wk[kk, 5]
                             r5_0 = vfma(r5_0, wv, x0)
-                            wv = wb[k, 6]
+                            wv = wk[kk, 6]
                             r6_0 = vfma(r6_0, wv, x0)
-                            wv = wb[k, 7]
+                            wv = wk[kk, 7]
                             r7_0 = vfma(r7_0, wv, x0)
                         ac = acc[j + 0]
                         vstore(ac, t + 0, r0_0)
@@ -1111,20 +1117,22 @@ def fwd_r6x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                         r4_0 = vload(ac, t + 0)
                         ac = acc[j + 5]
                         r5_0 = vload(ac, t + 0)
-                    for k in range(k0, k1):
-                        o = base + toff[k] + t
+                    tb = toff[k0:k1]
+                    wk = wb[k0:k1]
+                    for kk in range(k1 - k0):
+                        o = base + tb[kk] + t
                         x0 = vload(xb, o + 0)
-                        wv = wb[k, 0]
+                        wv = wk[kk, 0]
                         r0_0 = vfma(r0_0, wv, x0)
-                        wv = wb[k, 1]
+                        wv = wk[kk, 1]
                         r1_0 = vfma(r1_0, wv, x0)
-                        wv = wb[k, 2]
+                        wv = wk[kk, 2]
                         r2_0 = vfma(r2_0, wv, x0)
-                        wv = wb[k, 3]
+                        wv = wk[kk, 3]
                         r3_0 = vfma(r3_0, wv, x0)
-                        wv = wb[k, 4]
+                        wv = wk[kk, 4]
                         r4_0 = vfma(r4_0, wv, x0)
-                        wv = wb[k, 5]
+                        wv = wk[kk, 5]
                         r5_0 = vfma(r5_0, wv, x0)
                     ac = acc[j + 0]
                     vstore(ac, t + 0, r0_0)
@@ -1165,20 +1173,22 @@ def fwd_r6x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                             r4_0 = vload(ac, t + 0)
                             ac = acc[j + 5]
                             r5_0 = vload(ac, t + 0)
-                        for k in range(k0, k1):
-                            o = base + toff[k] + t
+                        tb = toff[k0:k1]
+                        wk = wb[k0:k1]
+                        for kk in range(k1 - k0):
+                            o = base + tb[kk] + t
                             x0 = vload(xb, o + 0)
-                            wv = wb[k, 0]
+                            wv = wk[kk, 0]
                             r0_0 = vfma(r0_0, wv, x0)
-                            wv = wb[k, 1]
+                            wv = wk[kk, 1]
                             r1_0 = vfma(r1_0, wv, x0)
-                            wv = wb[k, 2]
+                            wv = wk[kk, 2]
                             r2_0 = vfma(r2_0, wv, x0)
-                            wv = wb[k, 3]
+                            wv = wk[kk, 3]
                             r3_0 = vfma(r3_0, wv, x0)
-                            wv = wb[k, 4]
+                            wv = wk[kk, 4]
                             r4_0 = vfma(r4_0, wv, x0)
-                            wv = wb[k, 5]
+                            wv = wk[kk, 5]
                             r5_0 = vfma(r5_0, wv, x0)
                         ac = acc[j + 0]
                         vstore(ac, t + 0, r0_0)
@@ -1213,20 +1223,22 @@ def fwd_r6x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                             r4_0 = vload(ac, t + 0)
                             ac = acc[j + 5]
                             r5_0 = vload(ac, t + 0)
-                        for k in range(k0, k1):
-                            o = base + toff[k] + t
+                        tb = toff[k0:k1]
+                        wk = wb[k0:k1]
+                        for kk in range(k1 - k0):
+                            o = base + tb[kk] + t
                             x0 = vload_n(xb, o, m)
-                            wv = wb[k, 0]
+                            wv = wk[kk, 0]
                             r0_0 = vfma(r0_0, wv, x0)
-                            wv = wb[k, 1]
+                            wv = wk[kk, 1]
                             r1_0 = vfma(r1_0, wv, x0)
-                            wv = wb[k, 2]
+                            wv = wk[kk, 2]
                             r2_0 = vfma(r2_0, wv, x0)
-                            wv = wb[k, 3]
+                            wv = wk[kk, 3]
                             r3_0 = vfma(r3_0, wv, x0)
-                            wv = wb[k, 4]
+                            wv = wk[kk, 4]
                             r4_0 = vfma(r4_0, wv, x0)
-                            wv = wb[k, 5]
+                            wv = wk[kk, 5]
                             r5_0 = vfma(r5_0, wv, x0)
                         ac = acc[j + 0]
                         vstore(ac, t + 0, r0_0)
@@ -1339,16 +1351,18 @@ def fwd_r4x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                         r2_0 = vload(ac, t + 0)
                         ac = acc[j + 3]
                         r3_0 = vload(ac, t + 0)
-                    for k in range(k0, k1):
-                        o = base + toff[k] + t
+                    tb = toff[k0:k1]
+                    wk = wb[k0:k1]
+                    for kk in range(k1 - k0):
+                        o = base + tb[kk] + t
                         x0 = vload(xb, o + 0)
-                        wv = wb[k, 0]
+                        wv = wk[kk, 0]
                         r0_0 = vfma(r0_0, wv, x0)
-                        wv = wb[k, 1]
+                        wv = wk[kk, 1]
                         r1_0 = vfma(r1_0, wv, x0)
-                        wv = wb[k, 2]
+                        wv = wk[kk, 2]
                         r2_0 = vfma(r2_0, wv, x0)
-                        wv = wb[k, 3]
+                        wv = wk[kk, 3]
                         r3_0 = vfma(r3_0, wv, x0)
                     ac = acc[j + 0]
                     vstore(ac, t + 0, r0_0)
@@ -1379,16 +1393,18 @@ def fwd_r4x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                             r2_0 = vload(ac, t + 0)
                             ac = acc[j + 3]
                             r3_0 = vload(ac, t + 0)
-                        for k in range(k0, k1):
-                            o = base + toff[k] + t
+                        tb = toff[k0:k1]
+                        wk = wb[k0:k1]
+                        for kk in range(k1 - k0):
+                            o = base + tb[kk] + t
                             x0 = vload(xb, o + 0)
-                            wv = wb[k, 0]
+                            wv = wk[kk, 0]
                             r0_0 = vfma(r0_0, wv, x0)
-                            wv = wb[k, 1]
+                            wv = wk[kk, 1]
                             r1_0 = vfma(r1_0, wv, x0)
-                            wv = wb[k, 2]
+                            wv = wk[kk, 2]
                             r2_0 = vfma(r2_0, wv, x0)
-                            wv = wb[k, 3]
+                            wv = wk[kk, 3]
                             r3_0 = vfma(r3_0, wv, x0)
                         ac = acc[j + 0]
                         vstore(ac, t + 0, r0_0)
@@ -1413,16 +1429,18 @@ def fwd_r4x1(xs, toff, wp, bias, out, Cgs, Wq, OH, OW, R, Pn, CoutG, osn, osc, o
                             r2_0 = vload(ac, t + 0)
                             ac = acc[j + 3]
                             r3_0 = vload(ac, t + 0)
-                        for k in range(k0, k1):
-                            o = base + toff[k] + t
+                        tb = toff[k0:k1]
+                        wk = wb[k0:k1]
+                        for kk in range(k1 - k0):
+                            o = base + tb[kk] + t
                             x0 = vload_n(xb, o, m)
-                            wv = wb[k, 0]
+                            wv = wk[kk, 0]
                             r0_0 = vfma(r0_0, wv, x0)
-                            wv = wb[k, 1]
+                            wv = wk[kk, 1]
                             r1_0 = vfma(r1_0, wv, x0)
-                            wv = wb[k, 2]
+                            wv = wk[kk, 2]
                             r2_0 = vfma(r2_0, wv, x0)
-                            wv = wb[k, 3]
+                            wv = wk[kk, 3]
                             r3_0 = vfma(r3_0, wv, x0)
                         ac = acc[j + 0]
                         vstore(ac, t + 0, r0_0)

@@ -213,6 +213,7 @@ def test_tiny_maps_folded_like_resnet_stage4(channels_last, monkeypatch):
     # 2x2 and 1x1 feature maps with many channels: the batch is folded into one tall image (or, float32 on
     # AVX-512, the channels-last GEMM)
     monkeypatch.setattr(CL, "AVX512", channels_last)
+    monkeypatch.setattr(CL, "AVX2", channels_last)
     _check((8, 64, 2, 2), (32, 64, 3, 3), padding=1)
     _check((8, 64, 4, 4), (32, 64, 3, 3), padding=1, stride=2)
     _check((5, 16, 1, 1), (8, 16, 1, 1))
@@ -412,10 +413,21 @@ CHANNELS_LAST = [
 ]
 
 
+def cl_host(monkeypatch, host: str) -> None:
+    """Take the channels-last path with the tiles of ``host`` ("avx512", "avx2") on any host (LLVM splits the
+    vectors where needed), or never ("none")."""
+    monkeypatch.setattr(CL, "AVX512", host == "avx512")
+    monkeypatch.setattr(CL, "AVX2", host == "avx2")
+
+
+HOSTS = ["avx512", "avx2"]
+
+
+@pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("pack_inside", [False, True])  # weights packed first, or inside the GEMM
 @pytest.mark.parametrize("kw, xshape, wshape", CHANNELS_LAST)
-def test_channels_last_gemm_matches_torch(kw, xshape, wshape, pack_inside, monkeypatch):
-    monkeypatch.setattr(CL, "AVX512", True)  # the path on any host (LLVM splits the vectors where needed)
+def test_channels_last_gemm_matches_torch(kw, xshape, wshape, pack_inside, host, monkeypatch):
+    cl_host(monkeypatch, host)
     monkeypatch.setattr(CL, "PACK_INSIDE_POSITIONS", 10**9 if pack_inside else 0)
     monkeypatch.setattr(CL, "PACK_INSIDE_BLOCKS_PER_THREAD", 0)
     x = torch.empty(xshape)
@@ -424,9 +436,10 @@ def test_channels_last_gemm_matches_torch(kw, xshape, wshape, pack_inside, monke
     _check(xshape, wshape, torch.float32, **kw)
 
 
-def test_channels_last_gradients_one_at_a_time(monkeypatch):
+@pytest.mark.parametrize("host", HOSTS)
+def test_channels_last_gradients_one_at_a_time(host, monkeypatch):
     # grad-weight alone converts the output gradient itself; grad-input alone leaves nothing behind
-    monkeypatch.setattr(CL, "AVX512", True)
+    cl_host(monkeypatch, host)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, 24, 5, 6, generator=g, dtype=torch.float64)
     w = torch.randn(32, 24, 3, 3, generator=g, dtype=torch.float64) / 15
@@ -441,9 +454,10 @@ def test_channels_last_gradients_one_at_a_time(monkeypatch):
         assert y.grad_fn.saved.cl.grad_out is None  # nothing left behind for a grad-weight that never comes
 
 
-def test_channels_last_grad_weight_adds_position_ranges(monkeypatch):
+@pytest.mark.parametrize("host", HOSTS)
+def test_channels_last_grad_weight_adds_position_ranges(host, monkeypatch):
     # many partial sums (one per range of positions) give the same gradient as one
-    monkeypatch.setattr(CL, "AVX512", True)
+    cl_host(monkeypatch, host)
     monkeypatch.setattr(CL, "GW_MIN_RANGE", 7)
     _check((5, 20, 6, 7), (36, 20, 3, 3), torch.float32, padding=1)
 
@@ -464,7 +478,13 @@ def test_channels_last_choice(monkeypatch):
     assert not CL.use_channels_last(geo((2, 64, 8, 8), (64, 32, 3, 3), groups=2), np.float32)
     assert not CL.use_channels_last(geo((2, 8, 8, 8), (64, 8, 3, 3)), np.float32)
     assert not CL.use_channels_last(geo((2, 64, 8, 8), (8, 64, 3, 3)), np.float32)
-    monkeypatch.setattr(CL, "AVX512", False)
+    cl_host(monkeypatch, "avx2")
+    assert CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
+    # a strided unpadded 1x1 counts its input map there (the NHWC copy): 16x16 -> 8x8 not, 8x8 -> 4x4 yes
+    assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 1, 1), padding=0, stride=2), np.float32)
+    assert CL.use_channels_last(geo((2, 64, 8, 8), (64, 64, 1, 1), padding=0, stride=2), np.float32)
+    assert CL.use_channels_last(geo((2, 64, 8, 8), (64, 64, 1, 1), **pointwise), np.float32)
+    cl_host(monkeypatch, "none")
     assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
 
 
@@ -477,10 +497,13 @@ def test_channels_last_packs_weights_inside_for_small_maps_with_many_blocks(monk
 
 @pytest.mark.parametrize("channels, width", [(128, 64), (512, 64), (96, 48), (40, 48), (24, 32), (20, 32),
                                              (16, 32), (160, 32), (100, 64)])
-def test_channels_last_tile_pads_least(channels, width):
+def test_channels_last_tile_pads_least(channels, width, monkeypatch):
+    cl_host(monkeypatch, "avx512")
     assert CL.tile_width(channels) == width
     pad = -(-channels // width) * width
-    assert all(pad <= -(-channels // w) * w for w in CL.TILES)
+    assert all(pad <= -(-channels // w) * w for w in CL.AVX512_WIDTHS)
+    cl_host(monkeypatch, "avx2")  # AVX2's registers hold one width
+    assert CL.tile_width(channels) == 16 and set(CL.AVX2_WIDTHS) == {16}
 
 
 @pytest.mark.parametrize("by_input", [False, True])

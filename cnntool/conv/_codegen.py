@@ -393,8 +393,9 @@ def _gw_tiled(cob: int, kb: int) -> str:
 
 
 #: Channels-last register tiles: (vectors of 16 output channels, positions (forward) / input channels
-#: (grad-weight) per tile); each holds 24 accumulators, leaving 8 of AVX-512's 32 registers for operands.
-CL_TILES = ((4, 6), (3, 8), (2, 12))
+#: (grad-weight) per tile). The first three hold 24 accumulators, leaving 8 of AVX-512's 32 registers for
+#: operands; 1x6 holds 12 ymm halves, leaving AVX2's other 4 for a weight vector and a broadcast.
+CL_TILES = ((4, 6), (3, 8), (2, 12), (1, 6))
 
 
 def _cl_fwd_tile(a, nv: int, count: int, weights: str, channels: str) -> None:

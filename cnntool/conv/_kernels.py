@@ -3383,6 +3383,250 @@ def cl_gw_32x12(x, xoff, toff, Cp, gy, gyoff, part, PC):
     return part
 
 
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwd_16x6(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
+    """Channels-last correlation as an indirect GEMM with a register tile of 16 output channels x 6
+    positions: out[ooff[p] + co] = bias[co] + sum over taps t and channels ci < C of
+    wp[((cb*T + t)*C + ci)*16 + co % 16] * x[xoff[p] + toff[t] + ci], cb = co // 16.
+
+    Position p reads its receptive field through ``xoff[p]`` and the tap offsets, so stride, dilation and
+    padding (a zero border in ``x``) cost nothing and no position is computed only to be dropped. The
+    weights (one vector load per 16 channels) are reused by 6 broadcast input values; a block of ``KC``
+    channels of one tap keeps its weights in L1 while ``PT`` tiles of positions pass. len(xoff) is a
+    multiple of 6 (callers pad it with dummy positions whose ``ooff`` points at scratch rows).
+    """
+    W = 16
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    ntile = P // 6
+    nit = (ntile + PT - 1) // PT
+    for task in prange(nb * nit):
+        cb = task % nb  # blocks of one range of positions side by side: they share its input rows in L2
+        i0 = (task // nb) * PT
+        i1 = min(ntile, i0 + PT)
+        co = cb * W
+        for t in range(T):
+            tt = toff[t]
+            for c0 in range(0, C, KC):
+                c1 = min(C, c0 + KC)
+                first = t == 0 and c0 == 0
+                wo = (cb * T + t) * C * W
+                for i in range(i0, i1):
+                    p = i * 6
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        r0_0 = bv0
+                        r1_0 = bv0
+                        r2_0 = bv0
+                        r3_0 = bv0
+                        r4_0 = bv0
+                        r5_0 = bv0
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r1_0 = vload(out, q1 + 0)
+                        r2_0 = vload(out, q2 + 0)
+                        r3_0 = vload(out, q3 + 0)
+                        r4_0 = vload(out, q4 + 0)
+                        r5_0 = vload(out, q5 + 0)
+                    for k in range(c0, c1):
+                        wk = wo + k * W
+                        w0 = vload(wp, wk + 0)
+                        xv = vbcast(x, b0 + k)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        xv = vbcast(x, b1 + k)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        xv = vbcast(x, b2 + k)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        xv = vbcast(x, b3 + k)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        xv = vbcast(x, b4 + k)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        xv = vbcast(x, b5 + k)
+                        r5_0 = vmad(r5_0, xv, w0)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q5 + 0, r5_0)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_fwdp_16x6(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
+    """``cl_fwd_16x6`` with the weights packed inside: one task per block of 16 output lanes over all
+    positions, which packs each block of ``KC`` reduction channels x all taps into a scratch that stays in L2
+    while every tile of positions passes. For small maps with large kernels (ResNet's 512x512x3x3 on 2x2: 9.4 MB
+    of weights for 128 positions), where packing all weights first wrote and re-read them through memory.
+
+    Lane l of block cb, reduction channel k, tap t reads wsrc[cb*W + l, k, taps[t]] (``by_input`` False: lanes
+    are output channels) or wsrc[k, cb*W + l, taps[t]] (True: grad-input, lanes are input channels); lanes past
+    the last are zero. len(xoff) is a multiple of 6, as for ``cl_fwd_16x6``.
+    """
+    W = 16
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    nb = bias.shape[0] // W
+    lanes = wsrc.shape[1] if by_input else wsrc.shape[0]
+    ntile = P // 6
+    for cb in prange(nb):
+        co = cb * W
+        wl = np.empty(T * KC * W, np.float32)
+        for c0 in range(0, C, KC):
+            kc = min(C, c0 + KC) - c0
+            nl = min(W, lanes - co)
+            for k in range(kc):  # pack: W-lane rows written front to back (lane-major order was 1.5x slower)
+                for t in range(T):
+                    row = (t * KC + k) * W
+                    tap = taps[t]
+                    if by_input:
+                        src = wsrc[c0 + k]
+                        for l in range(nl):
+                            wl[row + l] = src[co + l, tap]
+                    else:
+                        for l in range(nl):
+                            wl[row + l] = wsrc[co + l, c0 + k, tap]
+                    for l in range(nl, W):
+                        wl[row + l] = 0
+            for t in range(T):
+                tt = toff[t] + c0
+                first = t == 0 and c0 == 0
+                wo = t * KC * W
+                for i in range(ntile):
+                    p = i * 6
+                    b0 = xoff[p + 0] + tt
+                    q0 = ooff[p + 0] + co
+                    b1 = xoff[p + 1] + tt
+                    q1 = ooff[p + 1] + co
+                    b2 = xoff[p + 2] + tt
+                    q2 = ooff[p + 2] + co
+                    b3 = xoff[p + 3] + tt
+                    q3 = ooff[p + 3] + co
+                    b4 = xoff[p + 4] + tt
+                    q4 = ooff[p + 4] + co
+                    b5 = xoff[p + 5] + tt
+                    q5 = ooff[p + 5] + co
+                    if first:
+                        bv0 = vload(bias, co + 0)
+                        r0_0 = bv0
+                        r1_0 = bv0
+                        r2_0 = bv0
+                        r3_0 = bv0
+                        r4_0 = bv0
+                        r5_0 = bv0
+                    else:
+                        r0_0 = vload(out, q0 + 0)
+                        r1_0 = vload(out, q1 + 0)
+                        r2_0 = vload(out, q2 + 0)
+                        r3_0 = vload(out, q3 + 0)
+                        r4_0 = vload(out, q4 + 0)
+                        r5_0 = vload(out, q5 + 0)
+                    for k in range(kc):
+                        wk = wo + k * W
+                        w0 = vload(wl, wk + 0)
+                        xv = vbcast(x, b0 + k)
+                        r0_0 = vmad(r0_0, xv, w0)
+                        xv = vbcast(x, b1 + k)
+                        r1_0 = vmad(r1_0, xv, w0)
+                        xv = vbcast(x, b2 + k)
+                        r2_0 = vmad(r2_0, xv, w0)
+                        xv = vbcast(x, b3 + k)
+                        r3_0 = vmad(r3_0, xv, w0)
+                        xv = vbcast(x, b4 + k)
+                        r4_0 = vmad(r4_0, xv, w0)
+                        xv = vbcast(x, b5 + k)
+                        r5_0 = vmad(r5_0, xv, w0)
+                    vstore(out, q0 + 0, r0_0)
+                    vstore(out, q1 + 0, r1_0)
+                    vstore(out, q2 + 0, r2_0)
+                    vstore(out, q3 + 0, r3_0)
+                    vstore(out, q4 + 0, r4_0)
+                    vstore(out, q5 + 0, r5_0)
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def cl_gw_16x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
+    """Channels-last weight gradient with a register tile of 16 output channels x 6 input channels:
+    part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
+    gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
+    part.shape[0] even ranges, summed by the caller).
+
+    The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
+    ``PC`` positions at a time: per position 1 vector loads of gy, 6 broadcasts of x, 6 FMAs.
+    ``Cp`` is a multiple of 6 (the caller pads x's channels with zeros).
+    """
+    W = 16
+    P = xoff.shape[0]
+    T = toff.shape[0]
+    NR = part.shape[0]
+    Cop = part.shape[1] // (T * Cp)
+    nb = Cop // W
+    R = (P + NR - 1) // NR
+    for task in prange(NR * nb):
+        r = task // nb
+        co = (task % nb) * W
+        p0 = r * R
+        p1 = min(P, p0 + R)
+        pr = part[r]
+        for q0 in range(p0, p1, PC):
+            q1 = min(p1, q0 + PC)
+            for t in range(T):
+                tt = toff[t]
+                for c0 in range(0, Cp, 6):
+                    o = (t * Cp + c0) * Cop + co
+                    if q0 == p0:
+                        r0_0 = vzero()
+                        r1_0 = vzero()
+                        r2_0 = vzero()
+                        r3_0 = vzero()
+                        r4_0 = vzero()
+                        r5_0 = vzero()
+                    else:
+                        r0_0 = vload(pr, o + 0 * Cop + 0)
+                        r1_0 = vload(pr, o + 1 * Cop + 0)
+                        r2_0 = vload(pr, o + 2 * Cop + 0)
+                        r3_0 = vload(pr, o + 3 * Cop + 0)
+                        r4_0 = vload(pr, o + 4 * Cop + 0)
+                        r5_0 = vload(pr, o + 5 * Cop + 0)
+                    for p in range(q0, q1):
+                        b = xoff[p] + tt + c0
+                        g = gyoff[p] + co
+                        g0 = vload(gy, g + 0)
+                        xv = vbcast(x, b + 0)
+                        r0_0 = vmad(r0_0, xv, g0)
+                        xv = vbcast(x, b + 1)
+                        r1_0 = vmad(r1_0, xv, g0)
+                        xv = vbcast(x, b + 2)
+                        r2_0 = vmad(r2_0, xv, g0)
+                        xv = vbcast(x, b + 3)
+                        r3_0 = vmad(r3_0, xv, g0)
+                        xv = vbcast(x, b + 4)
+                        r4_0 = vmad(r4_0, xv, g0)
+                        xv = vbcast(x, b + 5)
+                        r5_0 = vmad(r5_0, xv, g0)
+                    vstore(pr, o + 0 * Cop + 0, r0_0)
+                    vstore(pr, o + 1 * Cop + 0, r1_0)
+                    vstore(pr, o + 2 * Cop + 0, r2_0)
+                    vstore(pr, o + 3 * Cop + 0, r3_0)
+                    vstore(pr, o + 4 * Cop + 0, r4_0)
+                    vstore(pr, o + 5 * Cop + 0, r5_0)
+    return part
+
+
 @njit(cache=True, nogil=True, inline="always")
 def gather_plane(xp, out, phr, phc, sh, sw, pt, pl):
     """One plane of ``gather``: out[i, qh, qw] = xp[qh*sh + phr[i] - pt, qw*sw + phc[i] - pl], zero outside xp.

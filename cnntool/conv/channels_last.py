@@ -1,4 +1,4 @@
-"""Dense convolutions on small maps as channels-last indirect GEMMs (float32, AVX-512 hosts).
+"""Dense convolutions on small maps as channels-last indirect GEMMs (float32, AVX-512 and AVX2 hosts).
 
 ResNet's 8x8 ... 2x2 stages have few positions per sample and hundreds of channels. The wide-row kernels of
 ``kernels.py`` vectorise over positions and there compute the padding too (an 8x8 map padded to 10x10 keeps 64 of
@@ -24,22 +24,27 @@ import numpy as np
 
 from cnntool.conv import _kernels as K
 from cnntool.conv import _nhwc
-from cnntool.conv._numba_setup import AVX512
+from cnntool.conv._numba_setup import AVX2, AVX512
 from cnntool.conv._pool import POOL
 
 #: Output channels per register tile (16-lane vectors x count) and the GEMM kernels of each width; the count is
-#: positions per tile in the forward, input channels per tile in grad-weight (both keep 24 accumulators).
+#: positions per tile in the forward, input channels per tile in grad-weight.
 TILES = {64: (6, K.cl_fwd_64x6, K.cl_gw_64x6), 48: (8, K.cl_fwd_48x8, K.cl_gw_48x8),
-         32: (12, K.cl_fwd_32x12, K.cl_gw_32x12)}
+         32: (12, K.cl_fwd_32x12, K.cl_gw_32x12), 16: (6, K.cl_fwd_16x6, K.cl_gw_16x6)}
 #: The same forward GEMMs with the weight packing inside (``cl_fwdp_*``: one task per block of lanes).
-PACKING = {64: K.cl_fwdp_64x6, 48: K.cl_fwdp_48x8, 32: K.cl_fwdp_32x12}
+PACKING = {64: K.cl_fwdp_64x6, 48: K.cl_fwdp_48x8, 32: K.cl_fwdp_32x12, 16: K.cl_fwdp_16x6}
+#: The tile widths each host's registers hold: 24 accumulators in AVX-512's 32, 12 (ymm halves) in AVX2's 16.
+AVX512_WIDTHS = (64, 48, 32)
+AVX2_WIDTHS = (16,)
 #: Largest output map (positions per sample) on this path: measured on ResNet-18's layers at 64x64 px (maps of
 #: 16x16 ... 2x2), forward 1.2-1.6x and grad-weight 1.1-1.7x faster than the wide-row kernels; on the 32x32 and
 #: 64x64 maps of ``bench_conv`` the forward was 1.1-1.3x slower (the NHWC copies in and out).
 MAX_POSITIONS = 256
 #: ...but an unpadded stride-1 1x1 convolution reads its input in place on the wide rows and computes no padding
 #: there, so this path pays only on maps of at most 8x8 (measured, forward + backward: 16x16 maps 1.06-1.24x
-#: slower here, 8x8 0.89-1.14, 4x4 and 2x2 0.62-0.85).
+#: slower here, 8x8 0.89-1.14, 4x4 and 2x2 0.62-0.85). On AVX2 a strided one too, by its input map: the NHWC copy
+#: takes the whole input, of which the layer reads a quarter (ResNet-18's 1x1 s2 layers, forward + backward:
+#: 16x16 input 1.49x torch here, 1.00 on the wide rows; 4x4 input 0.97 here, 1.47 there).
 POINTWISE_MAX_POSITIONS = 64
 #: Fewest input and output channels: fewer leave most of a 32-lane tile empty.
 MIN_CHANNELS = 16
@@ -72,16 +77,25 @@ def _threads() -> int:
 
 
 def use_channels_last(g, dtype) -> bool:
-    """This path for geometry ``g``: float32 on an AVX-512 host, no groups, a small output map, enough channels."""
-    pointwise = g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.pad)
-    limit = POINTWISE_MAX_POSITIONS if pointwise else MAX_POSITIONS
-    return (AVX512 and np.dtype(dtype) == np.float32 and g.groups == 1 and g.OH * g.OW <= limit
+    """This path for geometry ``g``: float32 on an AVX-512 or AVX2 host, no groups, a small output map, enough
+    channels."""
+    unpadded_1x1 = g.KH == g.KW == 1 and not any(g.pad)
+    if unpadded_1x1 and (g.stride == (1, 1) or not AVX512):
+        positions, limit = g.H * g.W, POINTWISE_MAX_POSITIONS  # the input map: what the NHWC copy costs
+    else:
+        positions, limit = g.OH * g.OW, MAX_POSITIONS
+    return ((AVX512 or AVX2) and np.dtype(dtype) == np.float32 and g.groups == 1 and positions <= limit
             and min(g.C, g.Cout) >= MIN_CHANNELS)
 
 
-def tile_width(channels: int) -> int:
-    """The tile width that pads ``channels`` least (ties: the wider tile, fewer weight loads per FMA)."""
-    return min(TILES, key=lambda w: (-(-channels // w) * w, -w))
+def host_widths() -> tuple[int, ...]:
+    return AVX512_WIDTHS if AVX512 else AVX2_WIDTHS
+
+
+def tile_width(channels: int, widths: tuple[int, ...] | None = None) -> int:
+    """The tile width (of ``widths``, else this host's) that pads ``channels`` least (ties: the wider tile, fewer
+    weight loads per FMA)."""
+    return min(widths or host_widths(), key=lambda w: (-(-channels // w) * w, -w))
 
 
 def _round_up(n: int, m: int) -> int:
@@ -138,17 +152,17 @@ class Plan:
 
 
 def plan(g) -> Plan:
-    return _plan(g.N, g.C, g.H, g.W, g.Cout, g.KH, g.KW, g.stride, g.pad, g.dilation)
+    return _plan(g.N, g.C, g.H, g.W, g.Cout, g.KH, g.KW, g.stride, g.pad, g.dilation, host_widths())
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation) -> Plan:
+def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation, widths) -> Plan:
     sh, sw = stride
     dh, dw = dilation
     pt, pb, pl, pr = pad
     OH = (H + pt + pb - dh * (KH - 1) - 1) // sh + 1
     OW = (W + pl + pr - dw * (KW - 1) - 1) // sw + 1
-    Wo = tile_width(Cout)
+    Wo = tile_width(Cout, widths)
     Cop = _round_up(Cout, Wo)
     Cp = _round_up(C, TILES[Wo][0])
     Hp, Wp = H + pt + pb, W + pl + pr
@@ -164,7 +178,7 @@ def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation) -> Plan:
     Hg = OH + top + max(0, (H - 1 + pt) // sh - (OH - 1))
     Wg = OW + left + max(0, (W - 1 + pl) // sw - (OW - 1))
     gyoff = (((n * Hg + oh + top) * Wg + ow + left) * Cop).reshape(-1).astype(np.int64)
-    Wi = tile_width(C)
+    Wi = tile_width(C, widths)
     Cip = _round_up(C, Wi)
     phases, untouched = [], []
     nn = np.arange(N)[:, None, None]

@@ -112,12 +112,20 @@ ROW_DEPTHWISE = [
 ]
 
 
+@pytest.mark.parametrize("host", ["avx512", "avx2"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kw", ROW_DEPTHWISE)
 @pytest.mark.parametrize("n, size, mult", [(2, (15, 13), 1), (1, (16, 21), 1), (3, (17, 40), 2)])
-def test_depthwise_row_kernels(kw, n, size, mult, dtype):
+def test_depthwise_row_kernels(kw, n, size, mult, dtype, host, monkeypatch):
     """The two-rows-per-pass forward at stride 1 and 2, and at stride 1 its grad-input (flipped kernel,
-    complementary padding) for one output channel per input channel; odd row counts exercise the single-row tail."""
+    complementary padding) for one output channel per input channel; odd row counts exercise the single-row tail.
+    On AVX2 float32 at stride 1 the register-tiled kernel instead: 4-row blocks and their 3/2/1-row tails, rows of
+    fewer than 16 and of 16*k + a few positions (the masked last vector); either host's kernels on any host."""
+    monkeypatch.setattr(K, "AVX512", host == "avx512")
+    monkeypatch.setattr(K, "AVX2", host == "avx2")
+    tiled = host == "avx2" and dtype == torch.float32
+    assert (K._dw_rows_kernel(kw["k"], kw.get("stride", 1), np.float32 if dtype == torch.float32 else np.float64)
+            is K._DW_VROWS[kw["k"]]) == (tiled and kw.get("stride", 1) == 1)
     kw = dict(kw)
     k = kw.pop("k")
     x = torch.zeros(n, 4, *size)

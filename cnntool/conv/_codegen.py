@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
-from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vsum, vzero
+from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vstore_n, vsum, vzero
 
 '''
 
@@ -715,6 +715,78 @@ def _dw_rows(k: int, stride: int) -> str:
 
 
 
+#: Output rows per pass of the register-tiled depthwise row kernels ``dw_vrows_k*``: 4 rows of 16-lane accumulators
+#: (8 ymm halves), an input vector and a broadcast weight fit AVX2's 16 registers.
+DW_VROWS = 4
+
+
+def _dw_vrows_block(a, k: int, rb: int, pad: str) -> None:
+    """``rb`` output rows oh.. of one plane, 16 positions at a time: every input vector (row r, shift kw) is loaded
+    once and multiply-added into each of the rows that read it (kh = r - j)."""
+    a(f"{pad}for p in range(0, OW, 16):")
+    for j in range(rb):
+        a(f"{pad}    a{j} = vbcast(bias, oc)")
+    for r in range(rb + k - 1):
+        a(f"{pad}    q = (oh + {r}) * Wq + p")
+        for kw in range(k):
+            a(f"{pad}    xv = vload(s, q + {kw})" if kw else f"{pad}    xv = vload(s, q)")
+            for j in range(rb):
+                kh = r - j
+                if 0 <= kh < k:
+                    a(f"{pad}    a{j} = vfma(a{j}, w{kh * k + kw}, xv)")
+    a(f"{pad}    m = OW - p")
+    for j in range(rb):
+        a(f"{pad}    o = (oh + {j}) * OW + p")
+        a(f"{pad}    if m >= 16:")
+        a(f"{pad}        vstore(of, o, a{j})")
+        a(f"{pad}    else:")
+        a(f"{pad}        vstore_n(of, o, a{j}, m)")
+
+
+def _dw_vrows(k: int) -> str:
+    lines = []
+    a = lines.append
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def dw_vrows_k{k}(x, wt, bias, out, pt, pl, up, nchunk):")
+    a(f'    """float32 ``dw_rows_k{k}s1`` with a register tile (``_simd``): {DW_VROWS} output rows x 16 positions of')
+    a("    accumulators, each input vector loaded once for all the rows that read it, stored once (the last vector of a")
+    a("    row masked). Same arguments and result; ``out`` is C-contiguous.")
+    a('    """')
+    _dw_shapes(a)
+    a(f"    Hq = OH + {k - 1}")
+    a(f"    Wq = OW + {k - 1}")
+    a("    ph0 = np.zeros(1, dtype=np.int64)")
+    a("    ntask = N * C")
+    _chunk_loop(a)
+    a("        # the padded plane and spare rows: a row's last vector reads up to 15 values past its end (into lanes")
+    a("        # that are never stored)")
+    a("        plane = np.empty((1, Hq + 16 // Wq + 1, Wq), dtype=x.dtype)")
+    a("        s = plane.reshape(-1)")
+    a("        for t in range(t0, t1):")
+    a("            n = t // C")
+    a("            c = t % C")
+    a("            if up == 1:")
+    a("                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)")
+    a("            else:")
+    a("                scatter_plane(x[n, c], plane[0], up, pt, pl)")
+    a("            for m_ in range(M):")
+    a("                oc = c * M + m_")
+    a("                wv = wt[oc]")
+    for j in range(k * k):
+        a(f"                w{j} = wv[{j}]")
+    a("                of = out[n, oc].reshape(OH * OW)")
+    a("                oh = 0")
+    a("                while oh < OH:")
+    a(f"                    rb = min({DW_VROWS}, OH - oh)")
+    for rb in range(DW_VROWS, 0, -1):
+        kw_ = "if" if rb == DW_VROWS else "elif" if rb > 1 else "else"
+        a(f"                    {kw_} rb == {rb}:" if rb > 1 else "                    else:")
+        _dw_vrows_block(a, k, rb, " " * 24)
+    a("                    oh += rb")
+    a("    return out")
+    return "\n".join(lines) + "\n"
+
+
 def _dw_gw(k: int, stride: int) -> str:
     """Depthwise grad-weight, ``k``x``k`` taps at ``stride``, dilation 1, one output channel per input channel:
     per (sample, channel) plane the padded input and a copy of the output gradient in rows of the same width
@@ -969,6 +1041,7 @@ def generate() -> str:
         for stride in DW_ROW_STRIDES:
             parts.append("\n" + _dw_rows(k, stride))
             parts.append("\n" + _dw_gw(k, stride))
+        parts.append("\n" + _dw_vrows(k))
 
     return "\n".join(p.rstrip("\n") + "\n" for p in parts)
 

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
-from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vsum, vzero
+from cnntool.conv._simd import vbcast, vfma, vload, vload_n, vmad, vstore, vstore_n, vsum, vzero
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
@@ -4289,6 +4289,290 @@ def dw_gw_k3s2(x, gy, part, pt, pl, zero, nchunk):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_vrows_k3(x, wt, bias, out, pt, pl, up, nchunk):
+    """float32 ``dw_rows_k3s1`` with a register tile (``_simd``): 4 output rows x 16 positions of
+    accumulators, each input vector loaded once for all the rows that read it, stored once (the last vector of a
+    row masked). Same arguments and result; ``out`` is C-contiguous.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    Hq = OH + 2
+    Wq = OW + 2
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        # the padded plane and spare rows: a row's last vector reads up to 15 values past its end (into lanes
+        # that are never stored)
+        plane = np.empty((1, Hq + 16 // Wq + 1, Wq), dtype=x.dtype)
+        s = plane.reshape(-1)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            if up == 1:
+                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            else:
+                scatter_plane(x[n, c], plane[0], up, pt, pl)
+            for m_ in range(M):
+                oc = c * M + m_
+                wv = wt[oc]
+                w0 = wv[0]
+                w1 = wv[1]
+                w2 = wv[2]
+                w3 = wv[3]
+                w4 = wv[4]
+                w5 = wv[5]
+                w6 = wv[6]
+                w7 = wv[7]
+                w8 = wv[8]
+                of = out[n, oc].reshape(OH * OW)
+                oh = 0
+                while oh < OH:
+                    rb = min(4, OH - oh)
+                    if rb == 4:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            a1 = vbcast(bias, oc)
+                            a2 = vbcast(bias, oc)
+                            a3 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w3, xv)
+                            a1 = vfma(a1, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w4, xv)
+                            a1 = vfma(a1, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w5, xv)
+                            a1 = vfma(a1, w2, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w6, xv)
+                            a1 = vfma(a1, w3, xv)
+                            a2 = vfma(a2, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w7, xv)
+                            a1 = vfma(a1, w4, xv)
+                            a2 = vfma(a2, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w8, xv)
+                            a1 = vfma(a1, w5, xv)
+                            a2 = vfma(a2, w2, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a1 = vfma(a1, w6, xv)
+                            a2 = vfma(a2, w3, xv)
+                            a3 = vfma(a3, w0, xv)
+                            xv = vload(s, q + 1)
+                            a1 = vfma(a1, w7, xv)
+                            a2 = vfma(a2, w4, xv)
+                            a3 = vfma(a3, w1, xv)
+                            xv = vload(s, q + 2)
+                            a1 = vfma(a1, w8, xv)
+                            a2 = vfma(a2, w5, xv)
+                            a3 = vfma(a3, w2, xv)
+                            q = (oh + 4) * Wq + p
+                            xv = vload(s, q)
+                            a2 = vfma(a2, w6, xv)
+                            a3 = vfma(a3, w3, xv)
+                            xv = vload(s, q + 1)
+                            a2 = vfma(a2, w7, xv)
+                            a3 = vfma(a3, w4, xv)
+                            xv = vload(s, q + 2)
+                            a2 = vfma(a2, w8, xv)
+                            a3 = vfma(a3, w5, xv)
+                            q = (oh + 5) * Wq + p
+                            xv = vload(s, q)
+                            a3 = vfma(a3, w6, xv)
+                            xv = vload(s, q + 1)
+                            a3 = vfma(a3, w7, xv)
+                            xv = vload(s, q + 2)
+                            a3 = vfma(a3, w8, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                            o = (oh + 1) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a1)
+                            else:
+                                vstore_n(of, o, a1, m)
+                            o = (oh + 2) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a2)
+                            else:
+                                vstore_n(of, o, a2, m)
+                            o = (oh + 3) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a3)
+                            else:
+                                vstore_n(of, o, a3, m)
+                    elif rb == 3:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            a1 = vbcast(bias, oc)
+                            a2 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w3, xv)
+                            a1 = vfma(a1, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w4, xv)
+                            a1 = vfma(a1, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w5, xv)
+                            a1 = vfma(a1, w2, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w6, xv)
+                            a1 = vfma(a1, w3, xv)
+                            a2 = vfma(a2, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w7, xv)
+                            a1 = vfma(a1, w4, xv)
+                            a2 = vfma(a2, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w8, xv)
+                            a1 = vfma(a1, w5, xv)
+                            a2 = vfma(a2, w2, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a1 = vfma(a1, w6, xv)
+                            a2 = vfma(a2, w3, xv)
+                            xv = vload(s, q + 1)
+                            a1 = vfma(a1, w7, xv)
+                            a2 = vfma(a2, w4, xv)
+                            xv = vload(s, q + 2)
+                            a1 = vfma(a1, w8, xv)
+                            a2 = vfma(a2, w5, xv)
+                            q = (oh + 4) * Wq + p
+                            xv = vload(s, q)
+                            a2 = vfma(a2, w6, xv)
+                            xv = vload(s, q + 1)
+                            a2 = vfma(a2, w7, xv)
+                            xv = vload(s, q + 2)
+                            a2 = vfma(a2, w8, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                            o = (oh + 1) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a1)
+                            else:
+                                vstore_n(of, o, a1, m)
+                            o = (oh + 2) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a2)
+                            else:
+                                vstore_n(of, o, a2, m)
+                    elif rb == 2:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            a1 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w3, xv)
+                            a1 = vfma(a1, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w4, xv)
+                            a1 = vfma(a1, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w5, xv)
+                            a1 = vfma(a1, w2, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w6, xv)
+                            a1 = vfma(a1, w3, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w7, xv)
+                            a1 = vfma(a1, w4, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w8, xv)
+                            a1 = vfma(a1, w5, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a1 = vfma(a1, w6, xv)
+                            xv = vload(s, q + 1)
+                            a1 = vfma(a1, w7, xv)
+                            xv = vload(s, q + 2)
+                            a1 = vfma(a1, w8, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                            o = (oh + 1) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a1)
+                            else:
+                                vstore_n(of, o, a1, m)
+                    else:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w3, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w4, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w5, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w6, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w7, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w8, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                    oh += rb
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def dw_rows_k5s1(x, wt, bias, out, pt, pl, up, nchunk):
     """out[n, c*M + m, oh, ow] = bias[c*M + m] + sum over kh, kw < 5 of wt[c*M + m, kh*5 + kw] *
     xpad[n, c, 1*oh + kh, 1*ow + kw], xpad being x upsampled by ``up`` (up - 1 zeros after every row and
@@ -4756,3 +5040,547 @@ def dw_gw_k5s2(x, gy, part, pt, pl, zero, nchunk):
             part[n, c, 23] = a23
             part[n, c, 24] = a24
     return part
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
+def dw_vrows_k5(x, wt, bias, out, pt, pl, up, nchunk):
+    """float32 ``dw_rows_k5s1`` with a register tile (``_simd``): 4 output rows x 16 positions of
+    accumulators, each input vector loaded once for all the rows that read it, stored once (the last vector of a
+    row masked). Same arguments and result; ``out`` is C-contiguous.
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    Cout = wt.shape[0]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    M = Cout // C
+    Hq = OH + 4
+    Wq = OW + 4
+    ph0 = np.zeros(1, dtype=np.int64)
+    ntask = N * C
+    for chunk in prange(nchunk):
+        t0 = chunk * ntask // nchunk
+        t1 = (chunk + 1) * ntask // nchunk
+        # the padded plane and spare rows: a row's last vector reads up to 15 values past its end (into lanes
+        # that are never stored)
+        plane = np.empty((1, Hq + 16 // Wq + 1, Wq), dtype=x.dtype)
+        s = plane.reshape(-1)
+        for t in range(t0, t1):
+            n = t // C
+            c = t % C
+            if up == 1:
+                gather_plane(x[n, c], plane, ph0, ph0, 1, 1, pt, pl)
+            else:
+                scatter_plane(x[n, c], plane[0], up, pt, pl)
+            for m_ in range(M):
+                oc = c * M + m_
+                wv = wt[oc]
+                w0 = wv[0]
+                w1 = wv[1]
+                w2 = wv[2]
+                w3 = wv[3]
+                w4 = wv[4]
+                w5 = wv[5]
+                w6 = wv[6]
+                w7 = wv[7]
+                w8 = wv[8]
+                w9 = wv[9]
+                w10 = wv[10]
+                w11 = wv[11]
+                w12 = wv[12]
+                w13 = wv[13]
+                w14 = wv[14]
+                w15 = wv[15]
+                w16 = wv[16]
+                w17 = wv[17]
+                w18 = wv[18]
+                w19 = wv[19]
+                w20 = wv[20]
+                w21 = wv[21]
+                w22 = wv[22]
+                w23 = wv[23]
+                w24 = wv[24]
+                of = out[n, oc].reshape(OH * OW)
+                oh = 0
+                while oh < OH:
+                    rb = min(4, OH - oh)
+                    if rb == 4:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            a1 = vbcast(bias, oc)
+                            a2 = vbcast(bias, oc)
+                            a3 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w4, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w5, xv)
+                            a1 = vfma(a1, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w6, xv)
+                            a1 = vfma(a1, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w7, xv)
+                            a1 = vfma(a1, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w8, xv)
+                            a1 = vfma(a1, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w9, xv)
+                            a1 = vfma(a1, w4, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w10, xv)
+                            a1 = vfma(a1, w5, xv)
+                            a2 = vfma(a2, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w11, xv)
+                            a1 = vfma(a1, w6, xv)
+                            a2 = vfma(a2, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w12, xv)
+                            a1 = vfma(a1, w7, xv)
+                            a2 = vfma(a2, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w13, xv)
+                            a1 = vfma(a1, w8, xv)
+                            a2 = vfma(a2, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w14, xv)
+                            a1 = vfma(a1, w9, xv)
+                            a2 = vfma(a2, w4, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w15, xv)
+                            a1 = vfma(a1, w10, xv)
+                            a2 = vfma(a2, w5, xv)
+                            a3 = vfma(a3, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w16, xv)
+                            a1 = vfma(a1, w11, xv)
+                            a2 = vfma(a2, w6, xv)
+                            a3 = vfma(a3, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w17, xv)
+                            a1 = vfma(a1, w12, xv)
+                            a2 = vfma(a2, w7, xv)
+                            a3 = vfma(a3, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w18, xv)
+                            a1 = vfma(a1, w13, xv)
+                            a2 = vfma(a2, w8, xv)
+                            a3 = vfma(a3, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w19, xv)
+                            a1 = vfma(a1, w14, xv)
+                            a2 = vfma(a2, w9, xv)
+                            a3 = vfma(a3, w4, xv)
+                            q = (oh + 4) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w20, xv)
+                            a1 = vfma(a1, w15, xv)
+                            a2 = vfma(a2, w10, xv)
+                            a3 = vfma(a3, w5, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w21, xv)
+                            a1 = vfma(a1, w16, xv)
+                            a2 = vfma(a2, w11, xv)
+                            a3 = vfma(a3, w6, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w22, xv)
+                            a1 = vfma(a1, w17, xv)
+                            a2 = vfma(a2, w12, xv)
+                            a3 = vfma(a3, w7, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w23, xv)
+                            a1 = vfma(a1, w18, xv)
+                            a2 = vfma(a2, w13, xv)
+                            a3 = vfma(a3, w8, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w24, xv)
+                            a1 = vfma(a1, w19, xv)
+                            a2 = vfma(a2, w14, xv)
+                            a3 = vfma(a3, w9, xv)
+                            q = (oh + 5) * Wq + p
+                            xv = vload(s, q)
+                            a1 = vfma(a1, w20, xv)
+                            a2 = vfma(a2, w15, xv)
+                            a3 = vfma(a3, w10, xv)
+                            xv = vload(s, q + 1)
+                            a1 = vfma(a1, w21, xv)
+                            a2 = vfma(a2, w16, xv)
+                            a3 = vfma(a3, w11, xv)
+                            xv = vload(s, q + 2)
+                            a1 = vfma(a1, w22, xv)
+                            a2 = vfma(a2, w17, xv)
+                            a3 = vfma(a3, w12, xv)
+                            xv = vload(s, q + 3)
+                            a1 = vfma(a1, w23, xv)
+                            a2 = vfma(a2, w18, xv)
+                            a3 = vfma(a3, w13, xv)
+                            xv = vload(s, q + 4)
+                            a1 = vfma(a1, w24, xv)
+                            a2 = vfma(a2, w19, xv)
+                            a3 = vfma(a3, w14, xv)
+                            q = (oh + 6) * Wq + p
+                            xv = vload(s, q)
+                            a2 = vfma(a2, w20, xv)
+                            a3 = vfma(a3, w15, xv)
+                            xv = vload(s, q + 1)
+                            a2 = vfma(a2, w21, xv)
+                            a3 = vfma(a3, w16, xv)
+                            xv = vload(s, q + 2)
+                            a2 = vfma(a2, w22, xv)
+                            a3 = vfma(a3, w17, xv)
+                            xv = vload(s, q + 3)
+                            a2 = vfma(a2, w23, xv)
+                            a3 = vfma(a3, w18, xv)
+                            xv = vload(s, q + 4)
+                            a2 = vfma(a2, w24, xv)
+                            a3 = vfma(a3, w19, xv)
+                            q = (oh + 7) * Wq + p
+                            xv = vload(s, q)
+                            a3 = vfma(a3, w20, xv)
+                            xv = vload(s, q + 1)
+                            a3 = vfma(a3, w21, xv)
+                            xv = vload(s, q + 2)
+                            a3 = vfma(a3, w22, xv)
+                            xv = vload(s, q + 3)
+                            a3 = vfma(a3, w23, xv)
+                            xv = vload(s, q + 4)
+                            a3 = vfma(a3, w24, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                            o = (oh + 1) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a1)
+                            else:
+                                vstore_n(of, o, a1, m)
+                            o = (oh + 2) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a2)
+                            else:
+                                vstore_n(of, o, a2, m)
+                            o = (oh + 3) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a3)
+                            else:
+                                vstore_n(of, o, a3, m)
+                    elif rb == 3:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            a1 = vbcast(bias, oc)
+                            a2 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w4, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w5, xv)
+                            a1 = vfma(a1, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w6, xv)
+                            a1 = vfma(a1, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w7, xv)
+                            a1 = vfma(a1, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w8, xv)
+                            a1 = vfma(a1, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w9, xv)
+                            a1 = vfma(a1, w4, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w10, xv)
+                            a1 = vfma(a1, w5, xv)
+                            a2 = vfma(a2, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w11, xv)
+                            a1 = vfma(a1, w6, xv)
+                            a2 = vfma(a2, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w12, xv)
+                            a1 = vfma(a1, w7, xv)
+                            a2 = vfma(a2, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w13, xv)
+                            a1 = vfma(a1, w8, xv)
+                            a2 = vfma(a2, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w14, xv)
+                            a1 = vfma(a1, w9, xv)
+                            a2 = vfma(a2, w4, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w15, xv)
+                            a1 = vfma(a1, w10, xv)
+                            a2 = vfma(a2, w5, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w16, xv)
+                            a1 = vfma(a1, w11, xv)
+                            a2 = vfma(a2, w6, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w17, xv)
+                            a1 = vfma(a1, w12, xv)
+                            a2 = vfma(a2, w7, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w18, xv)
+                            a1 = vfma(a1, w13, xv)
+                            a2 = vfma(a2, w8, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w19, xv)
+                            a1 = vfma(a1, w14, xv)
+                            a2 = vfma(a2, w9, xv)
+                            q = (oh + 4) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w20, xv)
+                            a1 = vfma(a1, w15, xv)
+                            a2 = vfma(a2, w10, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w21, xv)
+                            a1 = vfma(a1, w16, xv)
+                            a2 = vfma(a2, w11, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w22, xv)
+                            a1 = vfma(a1, w17, xv)
+                            a2 = vfma(a2, w12, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w23, xv)
+                            a1 = vfma(a1, w18, xv)
+                            a2 = vfma(a2, w13, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w24, xv)
+                            a1 = vfma(a1, w19, xv)
+                            a2 = vfma(a2, w14, xv)
+                            q = (oh + 5) * Wq + p
+                            xv = vload(s, q)
+                            a1 = vfma(a1, w20, xv)
+                            a2 = vfma(a2, w15, xv)
+                            xv = vload(s, q + 1)
+                            a1 = vfma(a1, w21, xv)
+                            a2 = vfma(a2, w16, xv)
+                            xv = vload(s, q + 2)
+                            a1 = vfma(a1, w22, xv)
+                            a2 = vfma(a2, w17, xv)
+                            xv = vload(s, q + 3)
+                            a1 = vfma(a1, w23, xv)
+                            a2 = vfma(a2, w18, xv)
+                            xv = vload(s, q + 4)
+                            a1 = vfma(a1, w24, xv)
+                            a2 = vfma(a2, w19, xv)
+                            q = (oh + 6) * Wq + p
+                            xv = vload(s, q)
+                            a2 = vfma(a2, w20, xv)
+                            xv = vload(s, q + 1)
+                            a2 = vfma(a2, w21, xv)
+                            xv = vload(s, q + 2)
+                            a2 = vfma(a2, w22, xv)
+                            xv = vload(s, q + 3)
+                            a2 = vfma(a2, w23, xv)
+                            xv = vload(s, q + 4)
+                            a2 = vfma(a2, w24, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                            o = (oh + 1) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a1)
+                            else:
+                                vstore_n(of, o, a1, m)
+                            o = (oh + 2) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a2)
+                            else:
+                                vstore_n(of, o, a2, m)
+                    elif rb == 2:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            a1 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w4, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w5, xv)
+                            a1 = vfma(a1, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w6, xv)
+                            a1 = vfma(a1, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w7, xv)
+                            a1 = vfma(a1, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w8, xv)
+                            a1 = vfma(a1, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w9, xv)
+                            a1 = vfma(a1, w4, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w10, xv)
+                            a1 = vfma(a1, w5, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w11, xv)
+                            a1 = vfma(a1, w6, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w12, xv)
+                            a1 = vfma(a1, w7, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w13, xv)
+                            a1 = vfma(a1, w8, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w14, xv)
+                            a1 = vfma(a1, w9, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w15, xv)
+                            a1 = vfma(a1, w10, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w16, xv)
+                            a1 = vfma(a1, w11, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w17, xv)
+                            a1 = vfma(a1, w12, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w18, xv)
+                            a1 = vfma(a1, w13, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w19, xv)
+                            a1 = vfma(a1, w14, xv)
+                            q = (oh + 4) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w20, xv)
+                            a1 = vfma(a1, w15, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w21, xv)
+                            a1 = vfma(a1, w16, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w22, xv)
+                            a1 = vfma(a1, w17, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w23, xv)
+                            a1 = vfma(a1, w18, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w24, xv)
+                            a1 = vfma(a1, w19, xv)
+                            q = (oh + 5) * Wq + p
+                            xv = vload(s, q)
+                            a1 = vfma(a1, w20, xv)
+                            xv = vload(s, q + 1)
+                            a1 = vfma(a1, w21, xv)
+                            xv = vload(s, q + 2)
+                            a1 = vfma(a1, w22, xv)
+                            xv = vload(s, q + 3)
+                            a1 = vfma(a1, w23, xv)
+                            xv = vload(s, q + 4)
+                            a1 = vfma(a1, w24, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                            o = (oh + 1) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a1)
+                            else:
+                                vstore_n(of, o, a1, m)
+                    else:
+                        for p in range(0, OW, 16):
+                            a0 = vbcast(bias, oc)
+                            q = (oh + 0) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w0, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w1, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w2, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w3, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w4, xv)
+                            q = (oh + 1) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w5, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w6, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w7, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w8, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w9, xv)
+                            q = (oh + 2) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w10, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w11, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w12, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w13, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w14, xv)
+                            q = (oh + 3) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w15, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w16, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w17, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w18, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w19, xv)
+                            q = (oh + 4) * Wq + p
+                            xv = vload(s, q)
+                            a0 = vfma(a0, w20, xv)
+                            xv = vload(s, q + 1)
+                            a0 = vfma(a0, w21, xv)
+                            xv = vload(s, q + 2)
+                            a0 = vfma(a0, w22, xv)
+                            xv = vload(s, q + 3)
+                            a0 = vfma(a0, w23, xv)
+                            xv = vload(s, q + 4)
+                            a0 = vfma(a0, w24, xv)
+                            m = OW - p
+                            o = (oh + 0) * OW + p
+                            if m >= 16:
+                                vstore(of, o, a0)
+                            else:
+                                vstore_n(of, o, a0, m)
+                    oh += rb
+    return out

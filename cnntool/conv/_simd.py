@@ -157,3 +157,20 @@ def vsum(typingctx, v):
         return builder.call(fn, [ir.Constant(ir.FloatType(), 0.0), args[0]], fastmath=("reassoc",))
 
     return types.float32(f32x16), codegen
+
+
+@intrinsic
+def vstore_n(typingctx, arr, idx, v, n):
+    """``arr[idx:idx + n] = v[:n]`` (a masked store: memory past ``idx + n`` is not touched)."""
+    _check_f32_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], args[1])
+        mask = _first_lanes(builder, args[3])
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, ir.IntType(32), mask.type]),
+            "llvm.masked.store.v16f32.p0")
+        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), 4), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, types.intp, f32x16, types.intp), codegen

@@ -242,17 +242,9 @@ def _fwd_tiled(cob: int, nv: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _gw(cob: int, kb: int) -> str:
-    lines = []
-    a = lines.append
-    name = f"gw_c{cob}k{kb}"
-    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
-    a(f"def {name}(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):")
-    a(f'    """Weight gradient, {cob} output channels x {kb} taps of dot products per block.')
-    a("")
-    a("    dw[g, co, k] = sum_n sum_{p < Pn} gyw[n, g*CoutG + co, p] * xs[n, g*Cgs + toff[k] + p]  (float64 result)")
-    a("    ``gyw`` holds the output gradient on wide rows, zero in the spare columns; ``KG`` tap blocks per task.")
-    a('    """')
+def _gw_tasks(a, cob: int, kb: int) -> None:
+    """The grad-weight kernels' work items: (group, block of ``cob`` output channels, run of ``KG`` blocks of ``kb``
+    taps), taps k0..k1 of which k0..kfull fill whole blocks."""
     a("    N = xs.shape[0]")
     a("    G = dw.shape[0]")
     a("    Kp = dw.shape[2]")
@@ -269,6 +261,20 @@ def _gw(cob: int, kb: int) -> str:
     a(f"        k0 = kg * KG * {kb}")
     a(f"        k1 = min(Kp, k0 + KG * {kb})")
     a(f"        kfull = k0 + (k1 - k0) // {kb} * {kb}")
+
+
+def _gw(cob: int, kb: int) -> str:
+    lines = []
+    a = lines.append
+    name = f"gw_c{cob}k{kb}"
+    a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
+    a(f"def {name}(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):")
+    a(f'    """Weight gradient, {cob} output channels x {kb} taps of dot products per block.')
+    a("")
+    a("    dw[g, co, k] = sum_n sum_{p < Pn} gyw[n, g*CoutG + co, p] * xs[n, g*Cgs + toff[k] + p]  (float64 result)")
+    a("    ``gyw`` holds the output gradient on wide rows, zero in the spare columns; ``KG`` tap blocks per task.")
+    a('    """')
+    _gw_tasks(a, cob, kb)
     a("        zrow = np.zeros(PCH, dtype=gyw.dtype)")
     a("        for n in range(N):")
     a("            xb = xs[n]")
@@ -361,22 +367,7 @@ def _gw_tiled(cob: int, kb: int) -> str:
     a(f"    Same arguments and result as ``gw_c4k4``; the rows of padded channels (c0 + c >= CoutG) hold the last real")
     a("    channel's products, which the caller drops with the padding.")
     a('    """')
-    a("    N = xs.shape[0]")
-    a("    G = dw.shape[0]")
-    a("    Kp = dw.shape[2]")
-    a(f"    ncob = dw.shape[1] // {cob}")
-    a(f"    nkb = (Kp + {kb} - 1) // {kb}")
-    a("    nkg = (nkb + KG - 1) // KG")
-    a("    ntask = G * ncob * nkg")
-    a("    for task in prange(ntask):")
-    a("        kg = task % nkg")
-    a("        r = task // nkg")
-    a("        cb = r % ncob")
-    a("        g = r // ncob")
-    a(f"        c0 = cb * {cob}")
-    a(f"        k0 = kg * KG * {kb}")
-    a(f"        k1 = min(Kp, k0 + KG * {kb})")
-    a(f"        kfull = k0 + (k1 - k0) // {kb} * {kb}")
+    _gw_tasks(a, cob, kb)
     a("        for n in range(N):")
     a("            xb = xs[n]")
     for c in range(cob):

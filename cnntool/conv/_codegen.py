@@ -327,6 +327,15 @@ GW_TILES = ((3, 2), (2, 3))
 def _gw_tile(a, cob: int, nk: int, pad: str) -> None:
     """Dot products of ``cob`` output-gradient rows (gr..) with the input rows of taps kk..kk+nk over the chunk's
     P positions, 16 at a time (the last vector masked), added to dw."""
+    def step(load: str, extra: str) -> None:  # one vector of positions: its loads and the tile's FMAs
+        for j in range(nk):
+            a(f"{pad}    x{j} = {load}(xb, o{j} + t{extra})")
+        for c in range(cob):
+            a(f"{pad}    u{c} = {load}(gr{c}, p0 + t{extra})")
+        for c in range(cob):
+            for j in range(nk):
+                a(f"{pad}    r{c}_{j} = vmad(r{c}_{j}, u{c}, x{j})")
+
     for j in range(nk):
         a(f"{pad}o{j} = base + toff[kk + {j}]")
     for c in range(cob):
@@ -334,23 +343,11 @@ def _gw_tile(a, cob: int, nk: int, pad: str) -> None:
             a(f"{pad}r{c}_{j} = vzero()")
     a(f"{pad}t = 0")
     a(f"{pad}while t + 16 <= P:")
-    for j in range(nk):
-        a(f"{pad}    x{j} = vload(xb, o{j} + t)")
-    for c in range(cob):
-        a(f"{pad}    u{c} = vload(gr{c}, p0 + t)")
-    for c in range(cob):
-        for j in range(nk):
-            a(f"{pad}    r{c}_{j} = vmad(r{c}_{j}, u{c}, x{j})")
+    step("vload", "")
     a(f"{pad}    t += 16")
     a(f"{pad}if t < P:")
     a(f"{pad}    m = P - t")
-    for j in range(nk):
-        a(f"{pad}    x{j} = vload_n(xb, o{j} + t, m)")
-    for c in range(cob):
-        a(f"{pad}    u{c} = vload_n(gr{c}, p0 + t, m)")
-    for c in range(cob):
-        for j in range(nk):
-            a(f"{pad}    r{c}_{j} = vmad(r{c}_{j}, u{c}, x{j})")
+    step("vload_n", ", m")
     for c in range(cob):
         for j in range(nk):
             a(f"{pad}dw[g, c0 + {c}, kk + {j}] += vsum(r{c}_{j})")

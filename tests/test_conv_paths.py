@@ -418,6 +418,9 @@ CHANNELS_LAST = [
     (dict(padding=1, stride=3), (1, 20, 10, 8), (100, 20, 2, 4)),    # stride > kernel: inputs no tap reaches
     (dict(padding=2), (1, 20, 3, 3), (100, 20, 5, 5)),                # batch 1, kernel larger than the map
     (dict(padding=1), (6, 130, 2, 2), (70, 130, 3, 3)),               # C over one KC block, 2x2 map
+    (dict(stride=2, dilation=2), (2, 24, 13, 12), (32, 24, 3, 3)),    # taps on the even lattice: a quarter copied
+    (dict(padding=(3, 1), stride=(2, 3), dilation=(4, 3)), (2, 16, 11, 13), (24, 16, 2, 3)),  # lattice 2 x 3
+    (dict(padding=1, stride=3), (2, 20, 8, 7), (36, 20, 1, 1)),      # padded 1x1 s3: every third bordered pixel
 ]
 
 
@@ -473,8 +476,8 @@ def test_channels_last_grad_weight_adds_position_ranges(host, monkeypatch):
 def test_channels_last_choice(monkeypatch):
     monkeypatch.setattr(CL, "AVX512", True)
 
-    def geo(xshape, wshape, groups=1, padding=1, stride=1):
-        return make_geometry(torch.empty(xshape), torch.empty(wshape), None, stride, padding, 1, groups)
+    def geo(xshape, wshape, groups=1, padding=1, stride=1, dilation=1):
+        return make_geometry(torch.empty(xshape), torch.empty(wshape), None, stride, padding, dilation, groups)
 
     assert CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
     assert not CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float64)
@@ -486,6 +489,15 @@ def test_channels_last_choice(monkeypatch):
     assert not CL.use_channels_last(geo((2, 64, 8, 8), (64, 32, 3, 3), groups=2), np.float32)
     assert not CL.use_channels_last(geo((2, 8, 8, 8), (64, 8, 3, 3)), np.float32)
     assert not CL.use_channels_last(geo((2, 64, 8, 8), (8, 64, 3, 3)), np.float32)
+    # taps on the even lattice (stride 2, dilation 2): large maps too, 30x30 and 62x62 but not 78x78
+    lattice = dict(padding=0, stride=2, dilation=2)
+    assert CL.lattice_steps(geo((4, 128, 64, 64), (128, 128, 3, 3), **lattice)) == (2, 2)
+    assert CL.use_channels_last(geo((4, 128, 64, 64), (128, 128, 3, 3), **lattice), np.float32)
+    assert CL.use_channels_last(geo((4, 128, 128, 128), (128, 128, 3, 3), **lattice), np.float32)
+    assert not CL.use_channels_last(geo((4, 128, 160, 160), (128, 128, 3, 3), **lattice), np.float32)
+    assert not CL.use_channels_last(geo((4, 128, 64, 64), (128, 128, 3, 3), padding=0, stride=2), np.float32)
+    assert CL.lattice_steps(geo((4, 128, 64, 64), (128, 128, 3, 3), padding=0, stride=2)) == (1, 1)
+    assert CL.lattice_steps(geo((4, 128, 64, 64), (128, 128, 1, 3), padding=0, stride=(3, 2), dilation=2)) == (3, 2)
     cl_host(monkeypatch, "avx2")
     assert CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
     # a strided unpadded 1x1 counts its input map there (the NHWC copy): 16x16 -> 8x8 not, 8x8 -> 4x4 yes
@@ -543,7 +555,7 @@ def test_sum_cl_parts_adds_and_reorders():
 def test_to_nhwc_zeroes_border_and_spare_channels(width):
     x = np.random.default_rng(4).standard_normal((2, 3, 4, width)).astype(np.float32)
     xp = np.full((2, 7, width + 1, 8), np.nan, np.float32)
-    _nhwc.to_nhwc(x, xp, 2, 1)
+    _nhwc.to_nhwc(x, xp, 2, 1, 1, 1)
     want = np.zeros_like(xp)
     want[:, 2:6, 1:, :3] = x.transpose(0, 2, 3, 1)
     np.testing.assert_array_equal(xp, want)
@@ -568,6 +580,7 @@ CHANNELS_LAST_IO = [
     (dict(padding=1, stride=2), (2, 40, 4, 4), (24, 40, 3, 3), 1),  # padded lanes: output copied, not direct
     (dict(), (2, 64, 4, 4), (96, 64, 1, 1), 1),                 # 1x1 on a small map
     (dict(padding=1, stride=2), (3, 20, 4, 4), (20, 1, 3, 3), 20),  # small-map depthwise
+    (dict(stride=2, dilation=2, padding=1), (2, 32, 9, 8), (48, 32, 3, 3), 1),  # an NHWC input's lattice copy
 ]
 
 
@@ -622,3 +635,22 @@ def test_a_channels_last_input_read_in_place_reports_an_in_place_change_like_tor
         h.add_(1.0)
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             y.sum().backward()
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+@pytest.mark.parametrize("width, steps, pads", [(5, (2, 2), (1, 1)), (23, (2, 2), (0, 0)), (23, (2, 3), (2, 1)),
+                                                (19, (3, 1), (0, 2)), (11, (1, 1), (2, 1))])
+def test_nhwc_copies_take_the_lattice_of_the_padded_input(nhwc, width, steps, pads):
+    """The channels-last input copy holds every uh-th row and uw-th column of the zero-bordered map (what the
+    taps of a stride-2 dilation-2 or a strided 1x1 convolution read), checked against numpy slicing."""
+    (uh, uw), (pt, pl) = steps, pads
+    x = np.random.default_rng(5).standard_normal((2, 3, 7, width)).astype(np.float32)
+    Hp, Wp = -(-(7 + 2 * pt) // uh), -(-(width + 2 * pl) // uw)
+    padded = np.zeros((2, 3, Hp * uh + pt, Wp * uw + pl), np.float32)
+    padded[:, :, pt:pt + 7, pl:pl + width] = x
+    want = np.zeros((2, Hp, Wp, 8), np.float32)
+    want[..., :3] = padded[:, :, ::uh, ::uw][:, :, :Hp, :Wp].transpose(0, 2, 3, 1)
+    xp = np.full((2, Hp, Wp, 8), np.nan, np.float32)
+    src = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
+    (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(src, xp, pt, pl, uh, uw)
+    np.testing.assert_array_equal(xp, want)

@@ -15,14 +15,15 @@ from cnntool.conv._numba_setup import FASTMATH
 
 
 @njit(inline="always")
-def _zero_border(row, h, H, W, C, pl):
+def _zero_border(row, h, H, W, C, pl, uw):
     """Zero what of one row (Wp, Cp) of a padded channels-last buffer no input fills: all of it when input row
-    ``h`` is outside the map (returns True: nothing to copy), else its border pixels and the channels past C."""
+    ``h`` is outside the map (returns True: nothing to copy), else its border pixels and the channels past C.
+    Pixel ``wq`` of the row holds input column ``wq*uw - pl``."""
     if h < 0 or h >= H:
         row[:, :] = 0
         return True
     for wq in range(row.shape[0]):
-        w = wq - pl
+        w = wq * uw - pl
         if w < 0 or w >= W:
             row[wq, :] = 0
         elif row.shape[1] > C:
@@ -30,31 +31,46 @@ def _zero_border(row, h, H, W, C, pl):
     return False
 
 
+@njit(inline="always")
+def _filled(Wp, W, pl, uw):
+    """The pixels [w0, w1) of a padded row of ``Wp`` that hold input columns (``wq*uw - pl`` inside the map)."""
+    w0 = min(Wp, (pl + uw - 1) // uw)
+    return w0, max(w0, min(Wp, (W - 1 + pl) // uw + 1))
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def to_nhwc(x, xp, pt, pl):
-    """xp[n, h + pt, w + pl, c] = x[n, c, h, w]; the rest of xp (the padding border, and the channels past x's
-    when xp has more) is zeroed. Rows of more than 8 pixels are read front to back into the row of xp (in L1):
+def to_nhwc(x, xp, pt, pl, uh, uw):
+    """xp[n, hq, wq, c] = x[n, c, hq*uh - pt, wq*uw - pl]: the lattice of every ``uh``-th row and ``uw``-th column
+    of the zero-padded input (steps of 1: all of it), the rest of xp (the padding border, and the channels past
+    x's when xp has more) zeroed. Rows of more than 8 pixels are read front to back into the row of xp (in L1):
     read pixel by pixel instead, the channels' planes (often a multiple of 4 KiB apart) thrash L1 (measured:
     32x144x16x16 1.8x faster; 4x4 maps 1.5x slower, so those go pixel by pixel)."""
     N, C, H, W = x.shape
     Hp = xp.shape[1]
+    w0, w1 = _filled(xp.shape[2], W, pl, uw)
     for t in prange(N * Hp):
         n = t // Hp
         hp = t % Hp
-        h = hp - pt
+        h = hp * uh - pt
         row = xp[n, hp]
-        if _zero_border(row, h, H, W, C, pl):
+        if _zero_border(row, h, H, W, C, pl, uw):
             continue
-        if W <= 8:  # short rows: pixel by pixel (a channel's few values would not fill a loop)
-            for w in range(W):
-                d = row[w + pl]
+        if w1 - w0 <= 8:  # short rows: pixel by pixel (a channel's few values would not fill a loop)
+            for wq in range(w0, w1):
+                d = row[wq]
+                w = wq * uw - pl
                 for c in range(C):
                     d[c] = x[n, c, h, w]
+        elif uw == 1:
+            for c in range(C):
+                src = x[n, c, h]
+                for wq in range(w0, w1):
+                    row[wq, c] = src[wq - pl]
         else:
             for c in range(C):
                 src = x[n, c, h]
-                for w in range(W):
-                    row[w + pl, c] = src[w]
+                for wq in range(w0, w1):
+                    row[wq, c] = src[wq * uw - pl]
     return xp
 
 
@@ -74,22 +90,24 @@ def from_nhwc(xp, out, pt, pl):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def pad_nhwc(x, xp, pt, pl):
-    """xp[n, h + pt, w + pl, c] = x[n, h, w, c] for x already channels-last (a torch channels_last tensor's
-    memory): the padding border and the channels past x's zeroed, each pixel one contiguous run."""
+def pad_nhwc(x, xp, pt, pl, uh, uw):
+    """xp[n, hq, wq, c] = x[n, hq*uh - pt, wq*uw - pl, c] for x already channels-last (a torch channels_last
+    tensor's memory), lattice steps as in ``to_nhwc``: the padding border and the channels past x's zeroed, each
+    pixel one contiguous run."""
     N, H, W, C = x.shape
     Hp = xp.shape[1]
+    w0, w1 = _filled(xp.shape[2], W, pl, uw)
     for t in prange(N * Hp):
         n = t // Hp
         hp = t % Hp
-        h = hp - pt
+        h = hp * uh - pt
         row = xp[n, hp]
-        if _zero_border(row, h, H, W, C, pl):
+        if _zero_border(row, h, H, W, C, pl, uw):
             continue
         src = x[n, h]
-        for w in range(W):
-            s = src[w]
-            d = row[w + pl]
+        for wq in range(w0, w1):
+            s = src[wq * uw - pl]
+            d = row[wq]
             for c in range(C):
                 d[c] = s[c]
     return xp

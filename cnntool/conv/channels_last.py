@@ -6,7 +6,8 @@ ResNet's 8x8 ... 2x2 stages have few positions per sample and hundreds of channe
 channels instead: the input is copied once to padded NHWC, every output position reads its receptive field through
 one offset (``xoff``) plus a per-tap offset (``toff``), and a register tile of W output channels x a few positions
 (``cl_fwd_*``) multiplies broadcast input values by vectors of weights. Stride, dilation and padding are all in the
-offsets, so no position is computed only to be dropped.
+offsets, so no position is computed only to be dropped. Where every tap reads a sub-lattice of the input (a
+stride that is a multiple of the dilation, a strided 1x1), the copy takes only that lattice.
 
 * grad-input is the same GEMM on the zero-bordered NHWC output gradient, once per input phase (the input positions
   that the same taps reach, ``(ih + pt) % sh``), with the weights transposed per phase by ``pack_cl``.
@@ -17,6 +18,7 @@ offsets, so no position is computed only to be dropped.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numba
@@ -42,10 +44,16 @@ AVX2_WIDTHS = (16,)
 MAX_POSITIONS = 256
 #: ...but an unpadded stride-1 1x1 convolution reads its input in place on the wide rows and computes no padding
 #: there, so this path pays only on maps of at most 8x8 (measured, forward + backward: 16x16 maps 1.06-1.24x
-#: slower here, 8x8 0.89-1.14, 4x4 and 2x2 0.62-0.85). On AVX2 a strided one too, by its input map: the NHWC copy
-#: takes the whole input, of which the layer reads a quarter (ResNet-18's 1x1 s2 layers, forward + backward:
-#: 16x16 input 1.49x torch here, 1.00 on the wide rows; 4x4 input 0.97 here, 1.47 there).
+#: slower here, 8x8 0.89-1.14, 4x4 and 2x2 0.62-0.85). On AVX2 a strided one too, by its input map: its forward
+#: is faster here, but its backward is not (ResNet-18's 1x1 s2 layers at batch 32, forward + backward against the
+#: wide rows: 32x32 input 1.53x, 16x16 1.09x, 8x8 0.83x).
 POINTWISE_MAX_POSITIONS = 64
+#: ...and a kernel whose taps all read a sub-lattice of the input (stride 2 with dilation 2: every other row and
+#: column) much larger maps: the NHWC copy takes only that lattice, while the wide rows compute the spare columns
+#: and rows of its folded phase plane (``bench_conv`` case b, 4x128x64x64 s2 d2, 30x30 output: 12% spare).
+#: Measured on 2 cores (AVX2), 4x128xHxH * 128x128x3x3 s2 d2: H 64, 96, 128 (30x30 ... 62x62 output) forward
+#: 0.87-0.90x the wide rows' time, forward + backward 0.95-0.98x.
+LATTICE_MAX_POSITIONS = 4096
 #: Fewest input and output channels: fewer leave most of a 32-lane tile empty.
 MIN_CHANNELS = 16
 #: Reduction channels per block of the forward GEMM: their weights stay in L1 while the positions pass (measured on
@@ -77,11 +85,13 @@ def _threads() -> int:
 
 
 def use_channels_last(g, dtype) -> bool:
-    """This path for geometry ``g``: float32 on an AVX-512 or AVX2 host, no groups, a small output map, enough
-    channels."""
+    """This path for geometry ``g``: float32 on an AVX-512 or AVX2 host, no groups, a small output map (or one
+    whose taps read a sub-lattice of the input), enough channels."""
     unpadded_1x1 = g.KH == g.KW == 1 and not any(g.pad)
     if unpadded_1x1 and (g.stride == (1, 1) or not AVX512):
         positions, limit = g.H * g.W, POINTWISE_MAX_POSITIONS  # the input map: what the NHWC copy costs
+    elif g.KH * g.KW > 1 and lattice_steps(g) != (1, 1):
+        positions, limit = g.OH * g.OW, LATTICE_MAX_POSITIONS
     else:
         positions, limit = g.OH * g.OW, MAX_POSITIONS
     return ((AVX512 or AVX2) and np.dtype(dtype) == np.float32 and g.groups == 1 and positions <= limit
@@ -133,7 +143,9 @@ class Plan:
     Wo: int  # forward tile width (output channels per tile)
     Cop: int  # output channels padded to Wo
     Cp: int  # channels per pixel of the NHWC input: C padded to the grad-weight tile
-    Hp: int
+    uh: int  # lattice steps of the NHWC input: it holds every uh-th row and uw-th column of the padded input,
+    uw: int  # the only ones a tap reads (a stride that is a multiple of the dilation, or a 1x1 kernel)
+    Hp: int  # rows and columns of that lattice
     Wp: int
     xoff: np.ndarray  # (N*OH*OW,) offset of each output position's receptive field in the NHWC input
     toff: np.ndarray  # (KH*KW,) offset of each tap
@@ -151,6 +163,16 @@ class Plan:
     zero_in: np.ndarray  # (Cip,) zero bias of grad-input
 
 
+def lattice_step(k: int, stride: int, dilation: int) -> int:
+    """Every input row (column) a tap reads in padded coordinates, ``o*stride + i*dilation``, is a multiple of
+    this: the stride for a 1x1 kernel, else the greatest common divisor of stride and dilation."""
+    return stride if k == 1 else math.gcd(stride, dilation)
+
+
+def lattice_steps(g) -> tuple[int, int]:
+    return lattice_step(g.KH, g.stride[0], g.dilation[0]), lattice_step(g.KW, g.stride[1], g.dilation[1])
+
+
 def plan(g) -> Plan:
     return _plan(g.N, g.C, g.H, g.W, g.Cout, g.KH, g.KW, g.stride, g.pad, g.dilation, host_widths())
 
@@ -165,11 +187,12 @@ def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation, widths) -> Plan:
     Wo = tile_width(Cout, widths)
     Cop = _round_up(Cout, Wo)
     Cp = _round_up(C, TILES[Wo][0])
-    Hp, Wp = H + pt + pb, W + pl + pr
+    uh, uw = lattice_step(KH, sh, dh), lattice_step(KW, sw, dw)
+    Hp, Wp = -(-(H + pt + pb) // uh), -(-(W + pl + pr) // uw)
     n, oh, ow = np.meshgrid(np.arange(N), np.arange(OH), np.arange(OW), indexing="ij")
-    xoff = (((n * Hp + oh * sh) * Wp + ow * sw) * Cp).reshape(-1).astype(np.int64)
+    xoff = (((n * Hp + oh * (sh // uh)) * Wp + ow * (sw // uw)) * Cp).reshape(-1).astype(np.int64)
     kh, kw = np.meshgrid(np.arange(KH), np.arange(KW), indexing="ij")
-    toff = ((kh * dh * Wp + kw * dw) * Cp).reshape(-1).astype(np.int64)
+    toff = ((kh * (dh // uh) * Wp + kw * (dw // uw)) * Cp).reshape(-1).astype(np.int64)
     count = TILES[Wo][0]
     rows = len(xoff)
     fwd = _Gemm(*_whole_tiles(xoff, np.arange(rows, dtype=np.int64) * Cop, count), toff,
@@ -204,7 +227,7 @@ def _plan(N, C, H, W, Cout, KH, KW, stride, pad, dilation, widths) -> Plan:
             ci = TILES[Wi][0]
             phases.append(_Gemm(*_whole_tiles(pxoff, pooff, ci), ptoff,
                                 np.array([a * KW + b for a, b in taps], np.int64)))
-    return Plan(Wo, Cop, Cp, Hp, Wp, xoff, toff, fwd, top, left, Hg, Wg, gyoff, Wi, Cip, tuple(phases),
+    return Plan(Wo, Cop, Cp, uh, uw, Hp, Wp, xoff, toff, fwd, top, left, Hg, Wg, gyoff, Wi, Cip, tuple(phases),
                 tuple(untouched), np.zeros(Cop, np.float32), np.zeros(Cip, np.float32))
 
 
@@ -217,9 +240,10 @@ class ClInput:
     grad_out: tuple | None = None  # (gy, its NHWC form) left by grad_input for grad_weight of the same gy
 
 
-def _in_place(a: np.ndarray, Hp: int, Wp: int, Cp: int) -> bool:
-    """An NHWC array that already is the padded buffer a GEMM reads (no border, channels filling the tile)."""
-    return a.shape[1:] == (Hp, Wp, Cp)
+def _in_place(a: np.ndarray, Hp: int, Wp: int, Cp: int, steps: tuple[int, int] = (1, 1)) -> bool:
+    """An NHWC array that already is the padded buffer a GEMM reads (no border, no lattice, channels filling the
+    tile)."""
+    return steps == (1, 1) and a.shape[1:] == (Hp, Wp, Cp)
 
 
 def packs_inside(positions: int, blocks: int) -> bool:
@@ -239,9 +263,11 @@ def _run_gemm(W, src, gm: _Gemm, C, w3, by_input: bool, shape: tuple, bias, o) -
     POOL.give(wp)
 
 
-def _to_padded(a: np.ndarray, buf: np.ndarray, top: int, left: int, nhwc: bool) -> np.ndarray:
-    """``a`` (NCHW, or NHWC when ``nhwc``) into the zero-bordered channels-last ``buf``."""
-    return (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(a, buf, top, left)
+def _to_padded(a: np.ndarray, buf: np.ndarray, top: int, left: int, nhwc: bool,
+               steps: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``a`` (NCHW, or NHWC when ``nhwc``) into the zero-bordered channels-last ``buf``: the lattice of every
+    ``steps``-th row and column of the bordered map."""
+    return (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(a, buf, top, left, *steps)
 
 
 def _write_out(o: np.ndarray, out: np.ndarray, nhwc: bool) -> None:
@@ -257,10 +283,12 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g, out: np.ndarr
     ``xp`` back)."""
     pl_ = plan(g)
     Wo, Cop = pl_.Wo, pl_.Cop
-    if x_nhwc and _in_place(x, pl_.Hp, pl_.Wp, pl_.Cp):
+    steps = (pl_.uh, pl_.uw)
+    if x_nhwc and _in_place(x, pl_.Hp, pl_.Wp, pl_.Cp, steps):
         xp = x  # kept for grad-weight as it is: the caller saves the tensor (and so sees any in-place change)
     else:
-        xp = _to_padded(x, POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32), g.pad[0], g.pad[2], x_nhwc)
+        xp = _to_padded(x, POOL.take((g.N, pl_.Hp, pl_.Wp, pl_.Cp), np.float32), g.pad[0], g.pad[2], x_nhwc,
+                        steps)
     if b is None:
         bias = pl_.zero_out
     else:

@@ -459,7 +459,7 @@ def _as_nhwc(a: np.ndarray, nhwc: bool) -> tuple[np.ndarray, bool]:
     if nhwc:
         return a, False
     N, C, H, W = a.shape
-    return _nhwc.to_nhwc(a, POOL.take((N, H, W, C), a.dtype), 0, 0), True
+    return _nhwc.to_nhwc(a, POOL.take((N, H, W, C), a.dtype), 0, 0, 1, 1), True
 
 
 def nhwc_depthwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,

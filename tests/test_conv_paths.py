@@ -638,19 +638,54 @@ def test_a_channels_last_input_read_in_place_reports_an_in_place_change_like_tor
 
 
 @pytest.mark.parametrize("nhwc", [False, True])
-@pytest.mark.parametrize("width, steps, pads", [(5, (2, 2), (1, 1)), (23, (2, 2), (0, 0)), (23, (2, 3), (2, 1)),
-                                                (19, (3, 1), (0, 2)), (11, (1, 1), (2, 1))])
-def test_nhwc_copies_take_the_lattice_of_the_padded_input(nhwc, width, steps, pads):
+@pytest.mark.parametrize("width, steps, pads, Cp", [(5, (2, 2), (1, 1), 8), (23, (2, 2), (0, 0), 8),
+                                                    (23, (2, 3), (2, 1), 8), (19, (3, 1), (0, 2), 8),
+                                                    (11, (1, 1), (2, 1), 8),
+                                                    (700, (1, 1), (1, 2), 48), (700, (2, 2), (3, 0), 96)])
+def test_nhwc_copies_take_the_lattice_of_the_padded_input(nhwc, width, steps, pads, Cp):
     """The channels-last input copy holds every uh-th row and uw-th column of the zero-bordered map (what the
-    taps of a stride-2 dilation-2 or a strided 1x1 convolution read), checked against numpy slicing."""
+    taps of a stride-2 dilation-2 or a strided 1x1 convolution read), checked against numpy slicing; the wide
+    rows fill several blocks of rows (``TO_NHWC_BLOCK_BYTES``)."""
     (uh, uw), (pt, pl) = steps, pads
     x = np.random.default_rng(5).standard_normal((2, 3, 7, width)).astype(np.float32)
     Hp, Wp = -(-(7 + 2 * pt) // uh), -(-(width + 2 * pl) // uw)
+    assert width < 700 or Wp * Cp * 4 * 2 > _nhwc.TO_NHWC_BLOCK_BYTES  # under two rows per block
     padded = np.zeros((2, 3, Hp * uh + pt, Wp * uw + pl), np.float32)
     padded[:, :, pt:pt + 7, pl:pl + width] = x
-    want = np.zeros((2, Hp, Wp, 8), np.float32)
+    want = np.zeros((2, Hp, Wp, Cp), np.float32)
     want[..., :3] = padded[:, :, ::uh, ::uw][:, :, :Hp, :Wp].transpose(0, 2, 3, 1)
-    xp = np.full((2, Hp, Wp, 8), np.nan, np.float32)
+    xp = np.full((2, Hp, Wp, Cp), np.nan, np.float32)
     src = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
     (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(src, xp, pt, pl, uh, uw)
     np.testing.assert_array_equal(xp, want)
+
+
+@pytest.mark.parametrize("width", sorted(CL.TILES))
+@pytest.mark.parametrize("ranges, share, PC", [(1, 1, 64), (3, 2, 5), (2, 8, 7), (1, 3, 4)])
+def test_channels_last_grad_weight_kernels_match_a_float64_reference(width, ranges, share, PC):
+    """Every cl_gw tile (the AVX2 one reads a packed panel of input) over position ranges, work items of several
+    output blocks (a last group shorter than the rest) and passes of PC positions with a short last one."""
+    count = CL.TILES[width][0]
+    rng = np.random.default_rng(width + ranges + share)
+    T, Cp, nb, P = 3, 2 * count, 5, 41
+    Cop = nb * width
+    x = rng.standard_normal(60 * Cp + 1).astype(np.float32)
+    gy = rng.standard_normal(P * Cop + 3).astype(np.float32)
+    xoff = (rng.integers(0, 40, P) * Cp).astype(np.int64)
+    toff = (np.arange(T) * 7 * Cp).astype(np.int64)
+    gyoff = (rng.permutation(P) * Cop + 3).astype(np.int64)
+    part = np.full((ranges, T * Cp * Cop), np.nan, np.float32)
+    CL.TILES[width][2](x, xoff, toff, Cp, gy, gyoff, part, PC, share)
+    cols = x.astype(np.float64)[xoff[:, None, None] + toff[None, :, None] + np.arange(Cp)[None, None, :]]
+    rows = gy.astype(np.float64)[gyoff[:, None] + np.arange(Cop)[None, :]]
+    want = np.einsum("ptc,po->tco", cols, rows).reshape(-1)
+    np.testing.assert_allclose(part.astype(np.float64).sum(0), want, rtol=1e-5, atol=1e-4)
+
+
+def test_grad_weight_work_items_share_the_panel_on_avx2(monkeypatch):
+    monkeypatch.setattr(CL, "_threads", lambda: 2)
+    assert _kernels.CL_GW_PANEL_WIDTHS == (16,)
+    assert CL.gw_items(8, 8192, 16) == (4, 8)     # one group of all 8 blocks: the items are position ranges
+    assert CL.gw_items(32, 128, 16) == (1, 8)     # 4 groups already fill 2 threads; 128 positions: one range
+    assert CL.gw_items(2, 8192, 64) == (2, 1)     # AVX-512 tiles: one block per item
+    assert CL.gw_items(1, 100, 64) == (1, 1)      # under GW_MIN_RANGE positions: never split

@@ -506,19 +506,30 @@ def _cl_fwd_packing(nv: int, count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The channels-last grad-weight tiles that read their input through a packed panel (see ``_cl_gw``): AVX2's, whose
+#: 12 FMAs per position need 6 broadcast reads of x (AVX-512's tiles read 6 per 24 FMAs).
+CL_GW_PANEL = ((1, 6),)
+
+
 def _cl_gw(nv: int, count: int) -> str:
     lines = []
     a = lines.append
     W = 16 * nv
+    panel = (nv, count) in CL_GW_PANEL
     a("@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)")
-    a(f"def cl_gw_{W}x{count}(x, xoff, toff, Cp, gy, gyoff, part, PC):")
+    a(f"def cl_gw_{W}x{count}(x, xoff, toff, Cp, gy, gyoff, part, PC, CG):")
     a(f'    """Channels-last weight gradient with a register tile of {W} output channels x {count} input channels:')
     a("    part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of")
     a("    gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into")
-    a("    part.shape[0] even ranges, summed by the caller).")
+    a(f"    part.shape[0] even ranges, summed by the caller). A work item is one range and ``CG`` blocks of {W}")
+    a("    output channels.")
     a("")
     a("    The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for")
     a(f"    ``PC`` positions at a time: per position {nv} vector loads of gy, {count} broadcasts of x, {nv * count} FMAs.")
+    if panel:
+        a("    Those positions' input pixels for one tap are first copied into a panel, one contiguous run of ``Cp``")
+        a("    channels each, which the item's blocks then all read from L1: read in place, a stride-2 layer's")
+        a("    positions lie two pixels apart and their lines were fetched again for every tile of channels.")
     a(f"    ``Cp`` is a multiple of {count} (the caller pads x's channels with zeros).")
     a('    """')
     a(f"    W = {W}")
@@ -527,39 +538,53 @@ def _cl_gw(nv: int, count: int) -> str:
     a("    NR = part.shape[0]")
     a("    Cop = part.shape[1] // (T * Cp)")
     a("    nb = Cop // W")
+    a("    ngr = (nb + CG - 1) // CG")
     a("    R = (P + NR - 1) // NR")
-    a("    for task in prange(NR * nb):")
-    a("        r = task // nb")
-    a("        co = (task % nb) * W")
+    a("    for task in prange(NR * ngr):")
+    a("        r = task // ngr")
+    a("        cb0 = (task % ngr) * CG")
+    a("        cb1 = min(nb, cb0 + CG)")
     a("        p0 = r * R")
     a("        p1 = min(P, p0 + R)")
     a("        pr = part[r]")
+    if panel:
+        a("        panel = np.empty(PC * Cp, np.float32)")
     a("        for q0 in range(p0, p1, PC):")
-    a("            q1 = min(p1, q0 + PC)")
+    a("            n = min(p1, q0 + PC) - q0")
     a("            for t in range(T):")
     a("                tt = toff[t]")
-    a(f"                for c0 in range(0, Cp, {count}):")
-    a("                    o = (t * Cp + c0) * Cop + co")
-    a("                    if q0 == p0:")
+    if panel:
+        a("                for i in range(n):")
+        a("                    b = xoff[q0 + i] + tt")
+        a("                    panel[i * Cp:(i + 1) * Cp] = x[b:b + Cp]")
+    a("                for cb in range(cb0, cb1):")
+    a("                    co = cb * W")
+    a(f"                    for c0 in range(0, Cp, {count}):")
+    a("                        o = (t * Cp + c0) * Cop + co")
+    a("                        if q0 == p0:")
     for j in range(count):
         for v in range(nv):
-            a(f"                        r{j}_{v} = vzero()")
-    a("                    else:")
+            a(f"                            r{j}_{v} = vzero()")
+    a("                        else:")
     for j in range(count):
         for v in range(nv):
-            a(f"                        r{j}_{v} = vload(pr, o + {j} * Cop + {16 * v})")
-    a("                    for p in range(q0, q1):")
-    a("                        b = xoff[p] + tt + c0")
-    a("                        g = gyoff[p] + co")
+            a(f"                            r{j}_{v} = vload(pr, o + {j} * Cop + {16 * v})")
+    a("                        for i in range(n):")
+    if panel:
+        a("                            b = i * Cp + c0")
+    else:
+        a("                            b = xoff[q0 + i] + tt + c0")
+    a("                            g = gyoff[q0 + i] + co")
+    src = "panel" if panel else "x"
     for v in range(nv):
-        a(f"                        g{v} = vload(gy, g + {16 * v})")
+        a(f"                            g{v} = vload(gy, g + {16 * v})")
     for j in range(count):
-        a(f"                        xv = vbcast(x, b + {j})")
+        a(f"                            xv = vbcast({src}, b + {j})")
         for v in range(nv):
-            a(f"                        r{j}_{v} = vmad(r{j}_{v}, xv, g{v})")
+            a(f"                            r{j}_{v} = vmad(r{j}_{v}, xv, g{v})")
     for j in range(count):
         for v in range(nv):
-            a(f"                    vstore(pr, o + {j} * Cop + {16 * v}, r{j}_{v})")
+            a(f"                        vstore(pr, o + {j} * Cop + {16 * v}, r{j}_{v})")
     a("    return part")
     return "\n".join(lines) + "\n"
 
@@ -1018,6 +1043,8 @@ def generate() -> str:
         parts.append("\n" + _gw(cob, kb))
     for cob, kb in GW_TILES:
         parts.append("\n" + _gw_tiled(cob, kb))
+    widths = tuple(16 * nv for nv, _ in CL_GW_PANEL)
+    parts.append(f"\n#: Tile widths of the ``cl_gw_*`` kernels that read a packed input panel.\nCL_GW_PANEL_WIDTHS = {widths}\n")
     for nv, count in CL_TILES:
         parts.append("\n" + _cl_fwd(nv, count))
         parts.append("\n" + _cl_fwd_packing(nv, count))

@@ -1917,6 +1917,10 @@ def gw_r2x3(gyw, xs, toff, Cgs, Pn, CoutG, PCH, KG, zero, dw):
     return dw
 
 
+#: Tile widths of the ``cl_gw_*`` kernels that read a packed input panel.
+CL_GW_PANEL_WIDTHS = (16,)
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
 def cl_fwd_64x6(x, xoff, toff, C, wp, bias, out, ooff, KC, PT):
     """Channels-last correlation as an indirect GEMM with a register tile of 64 output channels x 6
@@ -2249,11 +2253,12 @@ def cl_fwdp_64x6(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def cl_gw_64x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
+def cl_gw_64x6(x, xoff, toff, Cp, gy, gyoff, part, PC, CG):
     """Channels-last weight gradient with a register tile of 64 output channels x 6 input channels:
     part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
     gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
-    part.shape[0] even ranges, summed by the caller).
+    part.shape[0] even ranges, summed by the caller). A work item is one range and ``CG`` blocks of 64
+    output channels.
 
     The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
     ``PC`` positions at a time: per position 4 vector loads of gy, 6 broadcasts of x, 24 FMAs.
@@ -2265,130 +2270,134 @@ def cl_gw_64x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
     NR = part.shape[0]
     Cop = part.shape[1] // (T * Cp)
     nb = Cop // W
+    ngr = (nb + CG - 1) // CG
     R = (P + NR - 1) // NR
-    for task in prange(NR * nb):
-        r = task // nb
-        co = (task % nb) * W
+    for task in prange(NR * ngr):
+        r = task // ngr
+        cb0 = (task % ngr) * CG
+        cb1 = min(nb, cb0 + CG)
         p0 = r * R
         p1 = min(P, p0 + R)
         pr = part[r]
         for q0 in range(p0, p1, PC):
-            q1 = min(p1, q0 + PC)
+            n = min(p1, q0 + PC) - q0
             for t in range(T):
                 tt = toff[t]
-                for c0 in range(0, Cp, 6):
-                    o = (t * Cp + c0) * Cop + co
-                    if q0 == p0:
-                        r0_0 = vzero()
-                        r0_1 = vzero()
-                        r0_2 = vzero()
-                        r0_3 = vzero()
-                        r1_0 = vzero()
-                        r1_1 = vzero()
-                        r1_2 = vzero()
-                        r1_3 = vzero()
-                        r2_0 = vzero()
-                        r2_1 = vzero()
-                        r2_2 = vzero()
-                        r2_3 = vzero()
-                        r3_0 = vzero()
-                        r3_1 = vzero()
-                        r3_2 = vzero()
-                        r3_3 = vzero()
-                        r4_0 = vzero()
-                        r4_1 = vzero()
-                        r4_2 = vzero()
-                        r4_3 = vzero()
-                        r5_0 = vzero()
-                        r5_1 = vzero()
-                        r5_2 = vzero()
-                        r5_3 = vzero()
-                    else:
-                        r0_0 = vload(pr, o + 0 * Cop + 0)
-                        r0_1 = vload(pr, o + 0 * Cop + 16)
-                        r0_2 = vload(pr, o + 0 * Cop + 32)
-                        r0_3 = vload(pr, o + 0 * Cop + 48)
-                        r1_0 = vload(pr, o + 1 * Cop + 0)
-                        r1_1 = vload(pr, o + 1 * Cop + 16)
-                        r1_2 = vload(pr, o + 1 * Cop + 32)
-                        r1_3 = vload(pr, o + 1 * Cop + 48)
-                        r2_0 = vload(pr, o + 2 * Cop + 0)
-                        r2_1 = vload(pr, o + 2 * Cop + 16)
-                        r2_2 = vload(pr, o + 2 * Cop + 32)
-                        r2_3 = vload(pr, o + 2 * Cop + 48)
-                        r3_0 = vload(pr, o + 3 * Cop + 0)
-                        r3_1 = vload(pr, o + 3 * Cop + 16)
-                        r3_2 = vload(pr, o + 3 * Cop + 32)
-                        r3_3 = vload(pr, o + 3 * Cop + 48)
-                        r4_0 = vload(pr, o + 4 * Cop + 0)
-                        r4_1 = vload(pr, o + 4 * Cop + 16)
-                        r4_2 = vload(pr, o + 4 * Cop + 32)
-                        r4_3 = vload(pr, o + 4 * Cop + 48)
-                        r5_0 = vload(pr, o + 5 * Cop + 0)
-                        r5_1 = vload(pr, o + 5 * Cop + 16)
-                        r5_2 = vload(pr, o + 5 * Cop + 32)
-                        r5_3 = vload(pr, o + 5 * Cop + 48)
-                    for p in range(q0, q1):
-                        b = xoff[p] + tt + c0
-                        g = gyoff[p] + co
-                        g0 = vload(gy, g + 0)
-                        g1 = vload(gy, g + 16)
-                        g2 = vload(gy, g + 32)
-                        g3 = vload(gy, g + 48)
-                        xv = vbcast(x, b + 0)
-                        r0_0 = vmad(r0_0, xv, g0)
-                        r0_1 = vmad(r0_1, xv, g1)
-                        r0_2 = vmad(r0_2, xv, g2)
-                        r0_3 = vmad(r0_3, xv, g3)
-                        xv = vbcast(x, b + 1)
-                        r1_0 = vmad(r1_0, xv, g0)
-                        r1_1 = vmad(r1_1, xv, g1)
-                        r1_2 = vmad(r1_2, xv, g2)
-                        r1_3 = vmad(r1_3, xv, g3)
-                        xv = vbcast(x, b + 2)
-                        r2_0 = vmad(r2_0, xv, g0)
-                        r2_1 = vmad(r2_1, xv, g1)
-                        r2_2 = vmad(r2_2, xv, g2)
-                        r2_3 = vmad(r2_3, xv, g3)
-                        xv = vbcast(x, b + 3)
-                        r3_0 = vmad(r3_0, xv, g0)
-                        r3_1 = vmad(r3_1, xv, g1)
-                        r3_2 = vmad(r3_2, xv, g2)
-                        r3_3 = vmad(r3_3, xv, g3)
-                        xv = vbcast(x, b + 4)
-                        r4_0 = vmad(r4_0, xv, g0)
-                        r4_1 = vmad(r4_1, xv, g1)
-                        r4_2 = vmad(r4_2, xv, g2)
-                        r4_3 = vmad(r4_3, xv, g3)
-                        xv = vbcast(x, b + 5)
-                        r5_0 = vmad(r5_0, xv, g0)
-                        r5_1 = vmad(r5_1, xv, g1)
-                        r5_2 = vmad(r5_2, xv, g2)
-                        r5_3 = vmad(r5_3, xv, g3)
-                    vstore(pr, o + 0 * Cop + 0, r0_0)
-                    vstore(pr, o + 0 * Cop + 16, r0_1)
-                    vstore(pr, o + 0 * Cop + 32, r0_2)
-                    vstore(pr, o + 0 * Cop + 48, r0_3)
-                    vstore(pr, o + 1 * Cop + 0, r1_0)
-                    vstore(pr, o + 1 * Cop + 16, r1_1)
-                    vstore(pr, o + 1 * Cop + 32, r1_2)
-                    vstore(pr, o + 1 * Cop + 48, r1_3)
-                    vstore(pr, o + 2 * Cop + 0, r2_0)
-                    vstore(pr, o + 2 * Cop + 16, r2_1)
-                    vstore(pr, o + 2 * Cop + 32, r2_2)
-                    vstore(pr, o + 2 * Cop + 48, r2_3)
-                    vstore(pr, o + 3 * Cop + 0, r3_0)
-                    vstore(pr, o + 3 * Cop + 16, r3_1)
-                    vstore(pr, o + 3 * Cop + 32, r3_2)
-                    vstore(pr, o + 3 * Cop + 48, r3_3)
-                    vstore(pr, o + 4 * Cop + 0, r4_0)
-                    vstore(pr, o + 4 * Cop + 16, r4_1)
-                    vstore(pr, o + 4 * Cop + 32, r4_2)
-                    vstore(pr, o + 4 * Cop + 48, r4_3)
-                    vstore(pr, o + 5 * Cop + 0, r5_0)
-                    vstore(pr, o + 5 * Cop + 16, r5_1)
-                    vstore(pr, o + 5 * Cop + 32, r5_2)
-                    vstore(pr, o + 5 * Cop + 48, r5_3)
+                for cb in range(cb0, cb1):
+                    co = cb * W
+                    for c0 in range(0, Cp, 6):
+                        o = (t * Cp + c0) * Cop + co
+                        if q0 == p0:
+                            r0_0 = vzero()
+                            r0_1 = vzero()
+                            r0_2 = vzero()
+                            r0_3 = vzero()
+                            r1_0 = vzero()
+                            r1_1 = vzero()
+                            r1_2 = vzero()
+                            r1_3 = vzero()
+                            r2_0 = vzero()
+                            r2_1 = vzero()
+                            r2_2 = vzero()
+                            r2_3 = vzero()
+                            r3_0 = vzero()
+                            r3_1 = vzero()
+                            r3_2 = vzero()
+                            r3_3 = vzero()
+                            r4_0 = vzero()
+                            r4_1 = vzero()
+                            r4_2 = vzero()
+                            r4_3 = vzero()
+                            r5_0 = vzero()
+                            r5_1 = vzero()
+                            r5_2 = vzero()
+                            r5_3 = vzero()
+                        else:
+                            r0_0 = vload(pr, o + 0 * Cop + 0)
+                            r0_1 = vload(pr, o + 0 * Cop + 16)
+                            r0_2 = vload(pr, o + 0 * Cop + 32)
+                            r0_3 = vload(pr, o + 0 * Cop + 48)
+                            r1_0 = vload(pr, o + 1 * Cop + 0)
+                            r1_1 = vload(pr, o + 1 * Cop + 16)
+                            r1_2 = vload(pr, o + 1 * Cop + 32)
+                            r1_3 = vload(pr, o + 1 * Cop + 48)
+                            r2_0 = vload(pr, o + 2 * Cop + 0)
+                            r2_1 = vload(pr, o + 2 * Cop + 16)
+                            r2_2 = vload(pr, o + 2 * Cop + 32)
+                            r2_3 = vload(pr, o + 2 * Cop + 48)
+                            r3_0 = vload(pr, o + 3 * Cop + 0)
+                            r3_1 = vload(pr, o + 3 * Cop + 16)
+                            r3_2 = vload(pr, o + 3 * Cop + 32)
+                            r3_3 = vload(pr, o + 3 * Cop + 48)
+                            r4_0 = vload(pr, o + 4 * Cop + 0)
+                            r4_1 = vload(pr, o + 4 * Cop + 16)
+                            r4_2 = vload(pr, o + 4 * Cop + 32)
+                            r4_3 = vload(pr, o + 4 * Cop + 48)
+                            r5_0 = vload(pr, o + 5 * Cop + 0)
+                            r5_1 = vload(pr, o + 5 * Cop + 16)
+                            r5_2 = vload(pr, o + 5 * Cop + 32)
+                            r5_3 = vload(pr, o + 5 * Cop + 48)
+                        for i in range(n):
+                            b = xoff[q0 + i] + tt + c0
+                            g = gyoff[q0 + i] + co
+                            g0 = vload(gy, g + 0)
+                            g1 = vload(gy, g + 16)
+                            g2 = vload(gy, g + 32)
+                            g3 = vload(gy, g + 48)
+                            xv = vbcast(x, b + 0)
+                            r0_0 = vmad(r0_0, xv, g0)
+                            r0_1 = vmad(r0_1, xv, g1)
+                            r0_2 = vmad(r0_2, xv, g2)
+                            r0_3 = vmad(r0_3, xv, g3)
+                            xv = vbcast(x, b + 1)
+                            r1_0 = vmad(r1_0, xv, g0)
+                            r1_1 = vmad(r1_1, xv, g1)
+                            r1_2 = vmad(r1_2, xv, g2)
+                            r1_3 = vmad(r1_3, xv, g3)
+                            xv = vbcast(x, b + 2)
+                            r2_0 = vmad(r2_0, xv, g0)
+                            r2_1 = vmad(r2_1, xv, g1)
+                            r2_2 = vmad(r2_2, xv, g2)
+                            r2_3 = vmad(r2_3, xv, g3)
+                            xv = vbcast(x, b + 3)
+                            r3_0 = vmad(r3_0, xv, g0)
+                            r3_1 = vmad(r3_1, xv, g1)
+                            r3_2 = vmad(r3_2, xv, g2)
+                            r3_3 = vmad(r3_3, xv, g3)
+                            xv = vbcast(x, b + 4)
+                            r4_0 = vmad(r4_0, xv, g0)
+                            r4_1 = vmad(r4_1, xv, g1)
+                            r4_2 = vmad(r4_2, xv, g2)
+                            r4_3 = vmad(r4_3, xv, g3)
+                            xv = vbcast(x, b + 5)
+                            r5_0 = vmad(r5_0, xv, g0)
+                            r5_1 = vmad(r5_1, xv, g1)
+                            r5_2 = vmad(r5_2, xv, g2)
+                            r5_3 = vmad(r5_3, xv, g3)
+                        vstore(pr, o + 0 * Cop + 0, r0_0)
+                        vstore(pr, o + 0 * Cop + 16, r0_1)
+                        vstore(pr, o + 0 * Cop + 32, r0_2)
+                        vstore(pr, o + 0 * Cop + 48, r0_3)
+                        vstore(pr, o + 1 * Cop + 0, r1_0)
+                        vstore(pr, o + 1 * Cop + 16, r1_1)
+                        vstore(pr, o + 1 * Cop + 32, r1_2)
+                        vstore(pr, o + 1 * Cop + 48, r1_3)
+                        vstore(pr, o + 2 * Cop + 0, r2_0)
+                        vstore(pr, o + 2 * Cop + 16, r2_1)
+                        vstore(pr, o + 2 * Cop + 32, r2_2)
+                        vstore(pr, o + 2 * Cop + 48, r2_3)
+                        vstore(pr, o + 3 * Cop + 0, r3_0)
+                        vstore(pr, o + 3 * Cop + 16, r3_1)
+                        vstore(pr, o + 3 * Cop + 32, r3_2)
+                        vstore(pr, o + 3 * Cop + 48, r3_3)
+                        vstore(pr, o + 4 * Cop + 0, r4_0)
+                        vstore(pr, o + 4 * Cop + 16, r4_1)
+                        vstore(pr, o + 4 * Cop + 32, r4_2)
+                        vstore(pr, o + 4 * Cop + 48, r4_3)
+                        vstore(pr, o + 5 * Cop + 0, r5_0)
+                        vstore(pr, o + 5 * Cop + 16, r5_1)
+                        vstore(pr, o + 5 * Cop + 32, r5_2)
+                        vstore(pr, o + 5 * Cop + 48, r5_3)
     return part
 
 
@@ -2732,11 +2741,12 @@ def cl_fwdp_48x8(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def cl_gw_48x8(x, xoff, toff, Cp, gy, gyoff, part, PC):
+def cl_gw_48x8(x, xoff, toff, Cp, gy, gyoff, part, PC, CG):
     """Channels-last weight gradient with a register tile of 48 output channels x 8 input channels:
     part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
     gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
-    part.shape[0] even ranges, summed by the caller).
+    part.shape[0] even ranges, summed by the caller). A work item is one range and ``CG`` blocks of 48
+    output channels.
 
     The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
     ``PC`` positions at a time: per position 3 vector loads of gy, 8 broadcasts of x, 24 FMAs.
@@ -2748,131 +2758,135 @@ def cl_gw_48x8(x, xoff, toff, Cp, gy, gyoff, part, PC):
     NR = part.shape[0]
     Cop = part.shape[1] // (T * Cp)
     nb = Cop // W
+    ngr = (nb + CG - 1) // CG
     R = (P + NR - 1) // NR
-    for task in prange(NR * nb):
-        r = task // nb
-        co = (task % nb) * W
+    for task in prange(NR * ngr):
+        r = task // ngr
+        cb0 = (task % ngr) * CG
+        cb1 = min(nb, cb0 + CG)
         p0 = r * R
         p1 = min(P, p0 + R)
         pr = part[r]
         for q0 in range(p0, p1, PC):
-            q1 = min(p1, q0 + PC)
+            n = min(p1, q0 + PC) - q0
             for t in range(T):
                 tt = toff[t]
-                for c0 in range(0, Cp, 8):
-                    o = (t * Cp + c0) * Cop + co
-                    if q0 == p0:
-                        r0_0 = vzero()
-                        r0_1 = vzero()
-                        r0_2 = vzero()
-                        r1_0 = vzero()
-                        r1_1 = vzero()
-                        r1_2 = vzero()
-                        r2_0 = vzero()
-                        r2_1 = vzero()
-                        r2_2 = vzero()
-                        r3_0 = vzero()
-                        r3_1 = vzero()
-                        r3_2 = vzero()
-                        r4_0 = vzero()
-                        r4_1 = vzero()
-                        r4_2 = vzero()
-                        r5_0 = vzero()
-                        r5_1 = vzero()
-                        r5_2 = vzero()
-                        r6_0 = vzero()
-                        r6_1 = vzero()
-                        r6_2 = vzero()
-                        r7_0 = vzero()
-                        r7_1 = vzero()
-                        r7_2 = vzero()
-                    else:
-                        r0_0 = vload(pr, o + 0 * Cop + 0)
-                        r0_1 = vload(pr, o + 0 * Cop + 16)
-                        r0_2 = vload(pr, o + 0 * Cop + 32)
-                        r1_0 = vload(pr, o + 1 * Cop + 0)
-                        r1_1 = vload(pr, o + 1 * Cop + 16)
-                        r1_2 = vload(pr, o + 1 * Cop + 32)
-                        r2_0 = vload(pr, o + 2 * Cop + 0)
-                        r2_1 = vload(pr, o + 2 * Cop + 16)
-                        r2_2 = vload(pr, o + 2 * Cop + 32)
-                        r3_0 = vload(pr, o + 3 * Cop + 0)
-                        r3_1 = vload(pr, o + 3 * Cop + 16)
-                        r3_2 = vload(pr, o + 3 * Cop + 32)
-                        r4_0 = vload(pr, o + 4 * Cop + 0)
-                        r4_1 = vload(pr, o + 4 * Cop + 16)
-                        r4_2 = vload(pr, o + 4 * Cop + 32)
-                        r5_0 = vload(pr, o + 5 * Cop + 0)
-                        r5_1 = vload(pr, o + 5 * Cop + 16)
-                        r5_2 = vload(pr, o + 5 * Cop + 32)
-                        r6_0 = vload(pr, o + 6 * Cop + 0)
-                        r6_1 = vload(pr, o + 6 * Cop + 16)
-                        r6_2 = vload(pr, o + 6 * Cop + 32)
-                        r7_0 = vload(pr, o + 7 * Cop + 0)
-                        r7_1 = vload(pr, o + 7 * Cop + 16)
-                        r7_2 = vload(pr, o + 7 * Cop + 32)
-                    for p in range(q0, q1):
-                        b = xoff[p] + tt + c0
-                        g = gyoff[p] + co
-                        g0 = vload(gy, g + 0)
-                        g1 = vload(gy, g + 16)
-                        g2 = vload(gy, g + 32)
-                        xv = vbcast(x, b + 0)
-                        r0_0 = vmad(r0_0, xv, g0)
-                        r0_1 = vmad(r0_1, xv, g1)
-                        r0_2 = vmad(r0_2, xv, g2)
-                        xv = vbcast(x, b + 1)
-                        r1_0 = vmad(r1_0, xv, g0)
-                        r1_1 = vmad(r1_1, xv, g1)
-                        r1_2 = vmad(r1_2, xv, g2)
-                        xv = vbcast(x, b + 2)
-                        r2_0 = vmad(r2_0, xv, g0)
-                        r2_1 = vmad(r2_1, xv, g1)
-                        r2_2 = vmad(r2_2, xv, g2)
-                        xv = vbcast(x, b + 3)
-                        r3_0 = vmad(r3_0, xv, g0)
-                        r3_1 = vmad(r3_1, xv, g1)
-                        r3_2 = vmad(r3_2, xv, g2)
-                        xv = vbcast(x, b + 4)
-                        r4_0 = vmad(r4_0, xv, g0)
-                        r4_1 = vmad(r4_1, xv, g1)
-                        r4_2 = vmad(r4_2, xv, g2)
-                        xv = vbcast(x, b + 5)
-                        r5_0 = vmad(r5_0, xv, g0)
-                        r5_1 = vmad(r5_1, xv, g1)
-                        r5_2 = vmad(r5_2, xv, g2)
-                        xv = vbcast(x, b + 6)
-                        r6_0 = vmad(r6_0, xv, g0)
-                        r6_1 = vmad(r6_1, xv, g1)
-                        r6_2 = vmad(r6_2, xv, g2)
-                        xv = vbcast(x, b + 7)
-                        r7_0 = vmad(r7_0, xv, g0)
-                        r7_1 = vmad(r7_1, xv, g1)
-                        r7_2 = vmad(r7_2, xv, g2)
-                    vstore(pr, o + 0 * Cop + 0, r0_0)
-                    vstore(pr, o + 0 * Cop + 16, r0_1)
-                    vstore(pr, o + 0 * Cop + 32, r0_2)
-                    vstore(pr, o + 1 * Cop + 0, r1_0)
-                    vstore(pr, o + 1 * Cop + 16, r1_1)
-                    vstore(pr, o + 1 * Cop + 32, r1_2)
-                    vstore(pr, o + 2 * Cop + 0, r2_0)
-                    vstore(pr, o + 2 * Cop + 16, r2_1)
-                    vstore(pr, o + 2 * Cop + 32, r2_2)
-                    vstore(pr, o + 3 * Cop + 0, r3_0)
-                    vstore(pr, o + 3 * Cop + 16, r3_1)
-                    vstore(pr, o + 3 * Cop + 32, r3_2)
-                    vstore(pr, o + 4 * Cop + 0, r4_0)
-                    vstore(pr, o + 4 * Cop + 16, r4_1)
-                    vstore(pr, o + 4 * Cop + 32, r4_2)
-                    vstore(pr, o + 5 * Cop + 0, r5_0)
-                    vstore(pr, o + 5 * Cop + 16, r5_1)
-                    vstore(pr, o + 5 * Cop + 32, r5_2)
-                    vstore(pr, o + 6 * Cop + 0, r6_0)
-                    vstore(pr, o + 6 * Cop + 16, r6_1)
-                    vstore(pr, o + 6 * Cop + 32, r6_2)
-                    vstore(pr, o + 7 * Cop + 0, r7_0)
-                    vstore(pr, o + 7 * Cop + 16, r7_1)
-                    vstore(pr, o + 7 * Cop + 32, r7_2)
+                for cb in range(cb0, cb1):
+                    co = cb * W
+                    for c0 in range(0, Cp, 8):
+                        o = (t * Cp + c0) * Cop + co
+                        if q0 == p0:
+                            r0_0 = vzero()
+                            r0_1 = vzero()
+                            r0_2 = vzero()
+                            r1_0 = vzero()
+                            r1_1 = vzero()
+                            r1_2 = vzero()
+                            r2_0 = vzero()
+                            r2_1 = vzero()
+                            r2_2 = vzero()
+                            r3_0 = vzero()
+                            r3_1 = vzero()
+                            r3_2 = vzero()
+                            r4_0 = vzero()
+                            r4_1 = vzero()
+                            r4_2 = vzero()
+                            r5_0 = vzero()
+                            r5_1 = vzero()
+                            r5_2 = vzero()
+                            r6_0 = vzero()
+                            r6_1 = vzero()
+                            r6_2 = vzero()
+                            r7_0 = vzero()
+                            r7_1 = vzero()
+                            r7_2 = vzero()
+                        else:
+                            r0_0 = vload(pr, o + 0 * Cop + 0)
+                            r0_1 = vload(pr, o + 0 * Cop + 16)
+                            r0_2 = vload(pr, o + 0 * Cop + 32)
+                            r1_0 = vload(pr, o + 1 * Cop + 0)
+                            r1_1 = vload(pr, o + 1 * Cop + 16)
+                            r1_2 = vload(pr, o + 1 * Cop + 32)
+                            r2_0 = vload(pr, o + 2 * Cop + 0)
+                            r2_1 = vload(pr, o + 2 * Cop + 16)
+                            r2_2 = vload(pr, o + 2 * Cop + 32)
+                            r3_0 = vload(pr, o + 3 * Cop + 0)
+                            r3_1 = vload(pr, o + 3 * Cop + 16)
+                            r3_2 = vload(pr, o + 3 * Cop + 32)
+                            r4_0 = vload(pr, o + 4 * Cop + 0)
+                            r4_1 = vload(pr, o + 4 * Cop + 16)
+                            r4_2 = vload(pr, o + 4 * Cop + 32)
+                            r5_0 = vload(pr, o + 5 * Cop + 0)
+                            r5_1 = vload(pr, o + 5 * Cop + 16)
+                            r5_2 = vload(pr, o + 5 * Cop + 32)
+                            r6_0 = vload(pr, o + 6 * Cop + 0)
+                            r6_1 = vload(pr, o + 6 * Cop + 16)
+                            r6_2 = vload(pr, o + 6 * Cop + 32)
+                            r7_0 = vload(pr, o + 7 * Cop + 0)
+                            r7_1 = vload(pr, o + 7 * Cop + 16)
+                            r7_2 = vload(pr, o + 7 * Cop + 32)
+                        for i in range(n):
+                            b = xoff[q0 + i] + tt + c0
+                            g = gyoff[q0 + i] + co
+                            g0 = vload(gy, g + 0)
+                            g1 = vload(gy, g + 16)
+                            g2 = vload(gy, g + 32)
+                            xv = vbcast(x, b + 0)
+                            r0_0 = vmad(r0_0, xv, g0)
+                            r0_1 = vmad(r0_1, xv, g1)
+                            r0_2 = vmad(r0_2, xv, g2)
+                            xv = vbcast(x, b + 1)
+                            r1_0 = vmad(r1_0, xv, g0)
+                            r1_1 = vmad(r1_1, xv, g1)
+                            r1_2 = vmad(r1_2, xv, g2)
+                            xv = vbcast(x, b + 2)
+                            r2_0 = vmad(r2_0, xv, g0)
+                            r2_1 = vmad(r2_1, xv, g1)
+                            r2_2 = vmad(r2_2, xv, g2)
+                            xv = vbcast(x, b + 3)
+                            r3_0 = vmad(r3_0, xv, g0)
+                            r3_1 = vmad(r3_1, xv, g1)
+                            r3_2 = vmad(r3_2, xv, g2)
+                            xv = vbcast(x, b + 4)
+                            r4_0 = vmad(r4_0, xv, g0)
+                            r4_1 = vmad(r4_1, xv, g1)
+                            r4_2 = vmad(r4_2, xv, g2)
+                            xv = vbcast(x, b + 5)
+                            r5_0 = vmad(r5_0, xv, g0)
+                            r5_1 = vmad(r5_1, xv, g1)
+                            r5_2 = vmad(r5_2, xv, g2)
+                            xv = vbcast(x, b + 6)
+                            r6_0 = vmad(r6_0, xv, g0)
+                            r6_1 = vmad(r6_1, xv, g1)
+                            r6_2 = vmad(r6_2, xv, g2)
+                            xv = vbcast(x, b + 7)
+                            r7_0 = vmad(r7_0, xv, g0)
+                            r7_1 = vmad(r7_1, xv, g1)
+                            r7_2 = vmad(r7_2, xv, g2)
+                        vstore(pr, o + 0 * Cop + 0, r0_0)
+                        vstore(pr, o + 0 * Cop + 16, r0_1)
+                        vstore(pr, o + 0 * Cop + 32, r0_2)
+                        vstore(pr, o + 1 * Cop + 0, r1_0)
+                        vstore(pr, o + 1 * Cop + 16, r1_1)
+                        vstore(pr, o + 1 * Cop + 32, r1_2)
+                        vstore(pr, o + 2 * Cop + 0, r2_0)
+                        vstore(pr, o + 2 * Cop + 16, r2_1)
+                        vstore(pr, o + 2 * Cop + 32, r2_2)
+                        vstore(pr, o + 3 * Cop + 0, r3_0)
+                        vstore(pr, o + 3 * Cop + 16, r3_1)
+                        vstore(pr, o + 3 * Cop + 32, r3_2)
+                        vstore(pr, o + 4 * Cop + 0, r4_0)
+                        vstore(pr, o + 4 * Cop + 16, r4_1)
+                        vstore(pr, o + 4 * Cop + 32, r4_2)
+                        vstore(pr, o + 5 * Cop + 0, r5_0)
+                        vstore(pr, o + 5 * Cop + 16, r5_1)
+                        vstore(pr, o + 5 * Cop + 32, r5_2)
+                        vstore(pr, o + 6 * Cop + 0, r6_0)
+                        vstore(pr, o + 6 * Cop + 16, r6_1)
+                        vstore(pr, o + 6 * Cop + 32, r6_2)
+                        vstore(pr, o + 7 * Cop + 0, r7_0)
+                        vstore(pr, o + 7 * Cop + 16, r7_1)
+                        vstore(pr, o + 7 * Cop + 32, r7_2)
     return part
 
 
@@ -3236,11 +3250,12 @@ def cl_fwdp_32x12(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def cl_gw_32x12(x, xoff, toff, Cp, gy, gyoff, part, PC):
+def cl_gw_32x12(x, xoff, toff, Cp, gy, gyoff, part, PC, CG):
     """Channels-last weight gradient with a register tile of 32 output channels x 12 input channels:
     part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
     gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
-    part.shape[0] even ranges, summed by the caller).
+    part.shape[0] even ranges, summed by the caller). A work item is one range and ``CG`` blocks of 32
+    output channels.
 
     The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
     ``PC`` positions at a time: per position 2 vector loads of gy, 12 broadcasts of x, 24 FMAs.
@@ -3252,134 +3267,138 @@ def cl_gw_32x12(x, xoff, toff, Cp, gy, gyoff, part, PC):
     NR = part.shape[0]
     Cop = part.shape[1] // (T * Cp)
     nb = Cop // W
+    ngr = (nb + CG - 1) // CG
     R = (P + NR - 1) // NR
-    for task in prange(NR * nb):
-        r = task // nb
-        co = (task % nb) * W
+    for task in prange(NR * ngr):
+        r = task // ngr
+        cb0 = (task % ngr) * CG
+        cb1 = min(nb, cb0 + CG)
         p0 = r * R
         p1 = min(P, p0 + R)
         pr = part[r]
         for q0 in range(p0, p1, PC):
-            q1 = min(p1, q0 + PC)
+            n = min(p1, q0 + PC) - q0
             for t in range(T):
                 tt = toff[t]
-                for c0 in range(0, Cp, 12):
-                    o = (t * Cp + c0) * Cop + co
-                    if q0 == p0:
-                        r0_0 = vzero()
-                        r0_1 = vzero()
-                        r1_0 = vzero()
-                        r1_1 = vzero()
-                        r2_0 = vzero()
-                        r2_1 = vzero()
-                        r3_0 = vzero()
-                        r3_1 = vzero()
-                        r4_0 = vzero()
-                        r4_1 = vzero()
-                        r5_0 = vzero()
-                        r5_1 = vzero()
-                        r6_0 = vzero()
-                        r6_1 = vzero()
-                        r7_0 = vzero()
-                        r7_1 = vzero()
-                        r8_0 = vzero()
-                        r8_1 = vzero()
-                        r9_0 = vzero()
-                        r9_1 = vzero()
-                        r10_0 = vzero()
-                        r10_1 = vzero()
-                        r11_0 = vzero()
-                        r11_1 = vzero()
-                    else:
-                        r0_0 = vload(pr, o + 0 * Cop + 0)
-                        r0_1 = vload(pr, o + 0 * Cop + 16)
-                        r1_0 = vload(pr, o + 1 * Cop + 0)
-                        r1_1 = vload(pr, o + 1 * Cop + 16)
-                        r2_0 = vload(pr, o + 2 * Cop + 0)
-                        r2_1 = vload(pr, o + 2 * Cop + 16)
-                        r3_0 = vload(pr, o + 3 * Cop + 0)
-                        r3_1 = vload(pr, o + 3 * Cop + 16)
-                        r4_0 = vload(pr, o + 4 * Cop + 0)
-                        r4_1 = vload(pr, o + 4 * Cop + 16)
-                        r5_0 = vload(pr, o + 5 * Cop + 0)
-                        r5_1 = vload(pr, o + 5 * Cop + 16)
-                        r6_0 = vload(pr, o + 6 * Cop + 0)
-                        r6_1 = vload(pr, o + 6 * Cop + 16)
-                        r7_0 = vload(pr, o + 7 * Cop + 0)
-                        r7_1 = vload(pr, o + 7 * Cop + 16)
-                        r8_0 = vload(pr, o + 8 * Cop + 0)
-                        r8_1 = vload(pr, o + 8 * Cop + 16)
-                        r9_0 = vload(pr, o + 9 * Cop + 0)
-                        r9_1 = vload(pr, o + 9 * Cop + 16)
-                        r10_0 = vload(pr, o + 10 * Cop + 0)
-                        r10_1 = vload(pr, o + 10 * Cop + 16)
-                        r11_0 = vload(pr, o + 11 * Cop + 0)
-                        r11_1 = vload(pr, o + 11 * Cop + 16)
-                    for p in range(q0, q1):
-                        b = xoff[p] + tt + c0
-                        g = gyoff[p] + co
-                        g0 = vload(gy, g + 0)
-                        g1 = vload(gy, g + 16)
-                        xv = vbcast(x, b + 0)
-                        r0_0 = vmad(r0_0, xv, g0)
-                        r0_1 = vmad(r0_1, xv, g1)
-                        xv = vbcast(x, b + 1)
-                        r1_0 = vmad(r1_0, xv, g0)
-                        r1_1 = vmad(r1_1, xv, g1)
-                        xv = vbcast(x, b + 2)
-                        r2_0 = vmad(r2_0, xv, g0)
-                        r2_1 = vmad(r2_1, xv, g1)
-                        xv = vbcast(x, b + 3)
-                        r3_0 = vmad(r3_0, xv, g0)
-                        r3_1 = vmad(r3_1, xv, g1)
-                        xv = vbcast(x, b + 4)
-                        r4_0 = vmad(r4_0, xv, g0)
-                        r4_1 = vmad(r4_1, xv, g1)
-                        xv = vbcast(x, b + 5)
-                        r5_0 = vmad(r5_0, xv, g0)
-                        r5_1 = vmad(r5_1, xv, g1)
-                        xv = vbcast(x, b + 6)
-                        r6_0 = vmad(r6_0, xv, g0)
-                        r6_1 = vmad(r6_1, xv, g1)
-                        xv = vbcast(x, b + 7)
-                        r7_0 = vmad(r7_0, xv, g0)
-                        r7_1 = vmad(r7_1, xv, g1)
-                        xv = vbcast(x, b + 8)
-                        r8_0 = vmad(r8_0, xv, g0)
-                        r8_1 = vmad(r8_1, xv, g1)
-                        xv = vbcast(x, b + 9)
-                        r9_0 = vmad(r9_0, xv, g0)
-                        r9_1 = vmad(r9_1, xv, g1)
-                        xv = vbcast(x, b + 10)
-                        r10_0 = vmad(r10_0, xv, g0)
-                        r10_1 = vmad(r10_1, xv, g1)
-                        xv = vbcast(x, b + 11)
-                        r11_0 = vmad(r11_0, xv, g0)
-                        r11_1 = vmad(r11_1, xv, g1)
-                    vstore(pr, o + 0 * Cop + 0, r0_0)
-                    vstore(pr, o + 0 * Cop + 16, r0_1)
-                    vstore(pr, o + 1 * Cop + 0, r1_0)
-                    vstore(pr, o + 1 * Cop + 16, r1_1)
-                    vstore(pr, o + 2 * Cop + 0, r2_0)
-                    vstore(pr, o + 2 * Cop + 16, r2_1)
-                    vstore(pr, o + 3 * Cop + 0, r3_0)
-                    vstore(pr, o + 3 * Cop + 16, r3_1)
-                    vstore(pr, o + 4 * Cop + 0, r4_0)
-                    vstore(pr, o + 4 * Cop + 16, r4_1)
-                    vstore(pr, o + 5 * Cop + 0, r5_0)
-                    vstore(pr, o + 5 * Cop + 16, r5_1)
-                    vstore(pr, o + 6 * Cop + 0, r6_0)
-                    vstore(pr, o + 6 * Cop + 16, r6_1)
-                    vstore(pr, o + 7 * Cop + 0, r7_0)
-                    vstore(pr, o + 7 * Cop + 16, r7_1)
-                    vstore(pr, o + 8 * Cop + 0, r8_0)
-                    vstore(pr, o + 8 * Cop + 16, r8_1)
-                    vstore(pr, o + 9 * Cop + 0, r9_0)
-                    vstore(pr, o + 9 * Cop + 16, r9_1)
-                    vstore(pr, o + 10 * Cop + 0, r10_0)
-                    vstore(pr, o + 10 * Cop + 16, r10_1)
-                    vstore(pr, o + 11 * Cop + 0, r11_0)
-                    vstore(pr, o + 11 * Cop + 16, r11_1)
+                for cb in range(cb0, cb1):
+                    co = cb * W
+                    for c0 in range(0, Cp, 12):
+                        o = (t * Cp + c0) * Cop + co
+                        if q0 == p0:
+                            r0_0 = vzero()
+                            r0_1 = vzero()
+                            r1_0 = vzero()
+                            r1_1 = vzero()
+                            r2_0 = vzero()
+                            r2_1 = vzero()
+                            r3_0 = vzero()
+                            r3_1 = vzero()
+                            r4_0 = vzero()
+                            r4_1 = vzero()
+                            r5_0 = vzero()
+                            r5_1 = vzero()
+                            r6_0 = vzero()
+                            r6_1 = vzero()
+                            r7_0 = vzero()
+                            r7_1 = vzero()
+                            r8_0 = vzero()
+                            r8_1 = vzero()
+                            r9_0 = vzero()
+                            r9_1 = vzero()
+                            r10_0 = vzero()
+                            r10_1 = vzero()
+                            r11_0 = vzero()
+                            r11_1 = vzero()
+                        else:
+                            r0_0 = vload(pr, o + 0 * Cop + 0)
+                            r0_1 = vload(pr, o + 0 * Cop + 16)
+                            r1_0 = vload(pr, o + 1 * Cop + 0)
+                            r1_1 = vload(pr, o + 1 * Cop + 16)
+                            r2_0 = vload(pr, o + 2 * Cop + 0)
+                            r2_1 = vload(pr, o + 2 * Cop + 16)
+                            r3_0 = vload(pr, o + 3 * Cop + 0)
+                            r3_1 = vload(pr, o + 3 * Cop + 16)
+                            r4_0 = vload(pr, o + 4 * Cop + 0)
+                            r4_1 = vload(pr, o + 4 * Cop + 16)
+                            r5_0 = vload(pr, o + 5 * Cop + 0)
+                            r5_1 = vload(pr, o + 5 * Cop + 16)
+                            r6_0 = vload(pr, o + 6 * Cop + 0)
+                            r6_1 = vload(pr, o + 6 * Cop + 16)
+                            r7_0 = vload(pr, o + 7 * Cop + 0)
+                            r7_1 = vload(pr, o + 7 * Cop + 16)
+                            r8_0 = vload(pr, o + 8 * Cop + 0)
+                            r8_1 = vload(pr, o + 8 * Cop + 16)
+                            r9_0 = vload(pr, o + 9 * Cop + 0)
+                            r9_1 = vload(pr, o + 9 * Cop + 16)
+                            r10_0 = vload(pr, o + 10 * Cop + 0)
+                            r10_1 = vload(pr, o + 10 * Cop + 16)
+                            r11_0 = vload(pr, o + 11 * Cop + 0)
+                            r11_1 = vload(pr, o + 11 * Cop + 16)
+                        for i in range(n):
+                            b = xoff[q0 + i] + tt + c0
+                            g = gyoff[q0 + i] + co
+                            g0 = vload(gy, g + 0)
+                            g1 = vload(gy, g + 16)
+                            xv = vbcast(x, b + 0)
+                            r0_0 = vmad(r0_0, xv, g0)
+                            r0_1 = vmad(r0_1, xv, g1)
+                            xv = vbcast(x, b + 1)
+                            r1_0 = vmad(r1_0, xv, g0)
+                            r1_1 = vmad(r1_1, xv, g1)
+                            xv = vbcast(x, b + 2)
+                            r2_0 = vmad(r2_0, xv, g0)
+                            r2_1 = vmad(r2_1, xv, g1)
+                            xv = vbcast(x, b + 3)
+                            r3_0 = vmad(r3_0, xv, g0)
+                            r3_1 = vmad(r3_1, xv, g1)
+                            xv = vbcast(x, b + 4)
+                            r4_0 = vmad(r4_0, xv, g0)
+                            r4_1 = vmad(r4_1, xv, g1)
+                            xv = vbcast(x, b + 5)
+                            r5_0 = vmad(r5_0, xv, g0)
+                            r5_1 = vmad(r5_1, xv, g1)
+                            xv = vbcast(x, b + 6)
+                            r6_0 = vmad(r6_0, xv, g0)
+                            r6_1 = vmad(r6_1, xv, g1)
+                            xv = vbcast(x, b + 7)
+                            r7_0 = vmad(r7_0, xv, g0)
+                            r7_1 = vmad(r7_1, xv, g1)
+                            xv = vbcast(x, b + 8)
+                            r8_0 = vmad(r8_0, xv, g0)
+                            r8_1 = vmad(r8_1, xv, g1)
+                            xv = vbcast(x, b + 9)
+                            r9_0 = vmad(r9_0, xv, g0)
+                            r9_1 = vmad(r9_1, xv, g1)
+                            xv = vbcast(x, b + 10)
+                            r10_0 = vmad(r10_0, xv, g0)
+                            r10_1 = vmad(r10_1, xv, g1)
+                            xv = vbcast(x, b + 11)
+                            r11_0 = vmad(r11_0, xv, g0)
+                            r11_1 = vmad(r11_1, xv, g1)
+                        vstore(pr, o + 0 * Cop + 0, r0_0)
+                        vstore(pr, o + 0 * Cop + 16, r0_1)
+                        vstore(pr, o + 1 * Cop + 0, r1_0)
+                        vstore(pr, o + 1 * Cop + 16, r1_1)
+                        vstore(pr, o + 2 * Cop + 0, r2_0)
+                        vstore(pr, o + 2 * Cop + 16, r2_1)
+                        vstore(pr, o + 3 * Cop + 0, r3_0)
+                        vstore(pr, o + 3 * Cop + 16, r3_1)
+                        vstore(pr, o + 4 * Cop + 0, r4_0)
+                        vstore(pr, o + 4 * Cop + 16, r4_1)
+                        vstore(pr, o + 5 * Cop + 0, r5_0)
+                        vstore(pr, o + 5 * Cop + 16, r5_1)
+                        vstore(pr, o + 6 * Cop + 0, r6_0)
+                        vstore(pr, o + 6 * Cop + 16, r6_1)
+                        vstore(pr, o + 7 * Cop + 0, r7_0)
+                        vstore(pr, o + 7 * Cop + 16, r7_1)
+                        vstore(pr, o + 8 * Cop + 0, r8_0)
+                        vstore(pr, o + 8 * Cop + 16, r8_1)
+                        vstore(pr, o + 9 * Cop + 0, r9_0)
+                        vstore(pr, o + 9 * Cop + 16, r9_1)
+                        vstore(pr, o + 10 * Cop + 0, r10_0)
+                        vstore(pr, o + 10 * Cop + 16, r10_1)
+                        vstore(pr, o + 11 * Cop + 0, r11_0)
+                        vstore(pr, o + 11 * Cop + 16, r11_1)
     return part
 
 
@@ -3559,14 +3578,18 @@ def cl_fwdp_16x6(x, xoff, toff, C, wsrc, taps, by_input, bias, out, ooff, KC):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def cl_gw_16x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
+def cl_gw_16x6(x, xoff, toff, Cp, gy, gyoff, part, PC, CG):
     """Channels-last weight gradient with a register tile of 16 output channels x 6 input channels:
     part[r, (t*Cp + ci)*Cop + co] = sum over the positions p of range r of
     gy[gyoff[p] + co] * x[xoff[p] + toff[t] + ci]  (Cop = part.shape[1] // (T*Cp); the positions split into
-    part.shape[0] even ranges, summed by the caller).
+    part.shape[0] even ranges, summed by the caller). A work item is one range and ``CG`` blocks of 16
+    output channels.
 
     The reduction runs over positions, the broadcast dimension, so the accumulators stay in registers for
     ``PC`` positions at a time: per position 1 vector loads of gy, 6 broadcasts of x, 6 FMAs.
+    Those positions' input pixels for one tap are first copied into a panel, one contiguous run of ``Cp``
+    channels each, which the item's blocks then all read from L1: read in place, a stride-2 layer's
+    positions lie two pixels apart and their lines were fetched again for every tile of channels.
     ``Cp`` is a multiple of 6 (the caller pads x's channels with zeros).
     """
     W = 16
@@ -3575,55 +3598,63 @@ def cl_gw_16x6(x, xoff, toff, Cp, gy, gyoff, part, PC):
     NR = part.shape[0]
     Cop = part.shape[1] // (T * Cp)
     nb = Cop // W
+    ngr = (nb + CG - 1) // CG
     R = (P + NR - 1) // NR
-    for task in prange(NR * nb):
-        r = task // nb
-        co = (task % nb) * W
+    for task in prange(NR * ngr):
+        r = task // ngr
+        cb0 = (task % ngr) * CG
+        cb1 = min(nb, cb0 + CG)
         p0 = r * R
         p1 = min(P, p0 + R)
         pr = part[r]
+        panel = np.empty(PC * Cp, np.float32)
         for q0 in range(p0, p1, PC):
-            q1 = min(p1, q0 + PC)
+            n = min(p1, q0 + PC) - q0
             for t in range(T):
                 tt = toff[t]
-                for c0 in range(0, Cp, 6):
-                    o = (t * Cp + c0) * Cop + co
-                    if q0 == p0:
-                        r0_0 = vzero()
-                        r1_0 = vzero()
-                        r2_0 = vzero()
-                        r3_0 = vzero()
-                        r4_0 = vzero()
-                        r5_0 = vzero()
-                    else:
-                        r0_0 = vload(pr, o + 0 * Cop + 0)
-                        r1_0 = vload(pr, o + 1 * Cop + 0)
-                        r2_0 = vload(pr, o + 2 * Cop + 0)
-                        r3_0 = vload(pr, o + 3 * Cop + 0)
-                        r4_0 = vload(pr, o + 4 * Cop + 0)
-                        r5_0 = vload(pr, o + 5 * Cop + 0)
-                    for p in range(q0, q1):
-                        b = xoff[p] + tt + c0
-                        g = gyoff[p] + co
-                        g0 = vload(gy, g + 0)
-                        xv = vbcast(x, b + 0)
-                        r0_0 = vmad(r0_0, xv, g0)
-                        xv = vbcast(x, b + 1)
-                        r1_0 = vmad(r1_0, xv, g0)
-                        xv = vbcast(x, b + 2)
-                        r2_0 = vmad(r2_0, xv, g0)
-                        xv = vbcast(x, b + 3)
-                        r3_0 = vmad(r3_0, xv, g0)
-                        xv = vbcast(x, b + 4)
-                        r4_0 = vmad(r4_0, xv, g0)
-                        xv = vbcast(x, b + 5)
-                        r5_0 = vmad(r5_0, xv, g0)
-                    vstore(pr, o + 0 * Cop + 0, r0_0)
-                    vstore(pr, o + 1 * Cop + 0, r1_0)
-                    vstore(pr, o + 2 * Cop + 0, r2_0)
-                    vstore(pr, o + 3 * Cop + 0, r3_0)
-                    vstore(pr, o + 4 * Cop + 0, r4_0)
-                    vstore(pr, o + 5 * Cop + 0, r5_0)
+                for i in range(n):
+                    b = xoff[q0 + i] + tt
+                    panel[i * Cp:(i + 1) * Cp] = x[b:b + Cp]
+                for cb in range(cb0, cb1):
+                    co = cb * W
+                    for c0 in range(0, Cp, 6):
+                        o = (t * Cp + c0) * Cop + co
+                        if q0 == p0:
+                            r0_0 = vzero()
+                            r1_0 = vzero()
+                            r2_0 = vzero()
+                            r3_0 = vzero()
+                            r4_0 = vzero()
+                            r5_0 = vzero()
+                        else:
+                            r0_0 = vload(pr, o + 0 * Cop + 0)
+                            r1_0 = vload(pr, o + 1 * Cop + 0)
+                            r2_0 = vload(pr, o + 2 * Cop + 0)
+                            r3_0 = vload(pr, o + 3 * Cop + 0)
+                            r4_0 = vload(pr, o + 4 * Cop + 0)
+                            r5_0 = vload(pr, o + 5 * Cop + 0)
+                        for i in range(n):
+                            b = i * Cp + c0
+                            g = gyoff[q0 + i] + co
+                            g0 = vload(gy, g + 0)
+                            xv = vbcast(panel, b + 0)
+                            r0_0 = vmad(r0_0, xv, g0)
+                            xv = vbcast(panel, b + 1)
+                            r1_0 = vmad(r1_0, xv, g0)
+                            xv = vbcast(panel, b + 2)
+                            r2_0 = vmad(r2_0, xv, g0)
+                            xv = vbcast(panel, b + 3)
+                            r3_0 = vmad(r3_0, xv, g0)
+                            xv = vbcast(panel, b + 4)
+                            r4_0 = vmad(r4_0, xv, g0)
+                            xv = vbcast(panel, b + 5)
+                            r5_0 = vmad(r5_0, xv, g0)
+                        vstore(pr, o + 0 * Cop + 0, r0_0)
+                        vstore(pr, o + 1 * Cop + 0, r1_0)
+                        vstore(pr, o + 2 * Cop + 0, r2_0)
+                        vstore(pr, o + 3 * Cop + 0, r3_0)
+                        vstore(pr, o + 4 * Cop + 0, r4_0)
+                        vstore(pr, o + 5 * Cop + 0, r5_0)
     return part
 
 

@@ -74,10 +74,15 @@ PACK_INSIDE_POSITIONS = 512
 PACK_INSIDE_BLOCKS_PER_THREAD = 2
 #: Positions a grad-weight work item covers at least (fewer make more partial sums than they save).
 GW_MIN_RANGE = 256
-#: Grad-weight work items per thread to aim for: blocks of output channels first, then ranges of positions (each
-#: range one more partial sum of the whole weight gradient to add; 4 per thread made the 4x4-map ResNet layer's
-#: additions 1.4 ms, as long as half its kernel).
+#: Grad-weight work items per thread to aim for: groups of blocks of output channels first, then ranges of
+#: positions (each range one more partial sum of the whole weight gradient to add; 4 per thread made the 4x4-map
+#: ResNet layer's additions 1.4 ms, as long as half its kernel).
 GW_ITEMS_PER_THREAD = 2
+#: Blocks of output channels per grad-weight work item where the tile reads a packed input panel (AVX2's 16x6),
+#: all of them reading the one panel: measured on 2 cores, simplecnn's 32x32-input layer (8 blocks) 2 blocks per
+#: item 1.18-1.26x faster than the panel-free kernel, 4 blocks 1.29-1.41x, 8 blocks 1.40-1.42x; 16 blocks no better
+#: than 8 on its 16x16-input layer. The AVX-512 tiles take one block per item.
+GW_SHARE = 8
 
 
 def _threads() -> int:
@@ -346,18 +351,24 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput 
     return out
 
 
+def gw_items(blocks: int, positions: int, width: int) -> tuple[int, int]:
+    """How grad-weight splits its work: (ranges of positions, blocks of output channels per work item)."""
+    share = min(blocks, GW_SHARE) if width in K.CL_GW_PANEL_WIDTHS else 1
+    groups = -(-blocks // share)
+    return max(1, min(positions // GW_MIN_RANGE, -(-GW_ITEMS_PER_THREAD * _threads() // groups))), share
+
+
 def grad_weight(gy: np.ndarray, saved: ClInput, g, gy_nhwc: bool = False) -> np.ndarray:
     """dL/dw (float32, (Cout, C, KH, KW)) from the output gradient (NCHW, or NHWC with ``gy_nhwc``) and the
     forward's NHWC input."""
     pl_ = saved.plan
     kept, saved.grad_out = saved.grad_out, None
     gp = kept[1] if kept is not None and kept[0] is gy else _grad_out(gy, g, pl_, gy_nhwc)
-    nb = pl_.Cop // pl_.Wo
     P = len(pl_.gyoff)
     T = len(pl_.toff)
-    ranges = max(1, min(P // GW_MIN_RANGE, -(-GW_ITEMS_PER_THREAD * _threads() // nb)))
+    ranges, share = gw_items(pl_.Cop // pl_.Wo, P, pl_.Wo)
     part = POOL.take((ranges, T * pl_.Cp * pl_.Cop), np.float32)
-    TILES[pl_.Wo][2](saved.xp.reshape(-1), pl_.xoff, pl_.toff, pl_.Cp, gp.reshape(-1), pl_.gyoff, part, PC)
+    TILES[pl_.Wo][2](saved.xp.reshape(-1), pl_.xoff, pl_.toff, pl_.Cp, gp.reshape(-1), pl_.gyoff, part, PC, share)
     dw = np.empty((g.Cout, g.C, T), np.float32)
     _nhwc.sum_cl_parts(part.reshape(ranges, T, pl_.Cp, pl_.Cop), dw)
     POOL.give(part)

@@ -658,6 +658,8 @@ def test_nhwc_copies_take_the_lattice_of_the_padded_input(nhwc, width, steps, pa
     src = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
     (_nhwc.pad_nhwc if nhwc else _nhwc.to_nhwc)(src, xp, pt, pl, uh, uw)
     np.testing.assert_array_equal(xp, want)
+    if steps == (1, 1):  # and back, by rows or (wide rows) by blocks of rows
+        np.testing.assert_array_equal(_nhwc.from_nhwc(xp, np.empty_like(x), pt, pl), x)
 
 
 @pytest.mark.parametrize("width", sorted(CL.TILES))

@@ -90,16 +90,30 @@ def to_nhwc(x, xp, pt, pl, uh, uw):
 
 @njit(parallel=True, cache=True, nogil=True)
 def from_nhwc(xp, out, pt, pl):
-    """out[n, c, h, w] = xp[n, h + pt, w + pl, c] (the inverse of ``to_nhwc``, dropping the border)."""
+    """out[n, c, h, w] = xp[n, h + pt, w + pl, c] (the inverse of ``to_nhwc``, dropping the border). Rows of more
+    than 8 pixels go a block of rows of xp (``TO_NHWC_BLOCK_BYTES``) at a time, each channel's rows of out written
+    front to back (measured against one row per task: 32x64x32x32 1.3x, 32x128x16x16 1.65x faster; on 4x4 and 2x2
+    maps 1.3-2.2x slower, so those keep one row per task)."""
     N, C, H, W = out.shape
-    for t in prange(N * H):
-        n = t // H
-        h = t % H
-        src = xp[n, h + pt]
+    rb = 1 if W <= 8 else max(1, min(H, TO_NHWC_BLOCK_BYTES // (xp.shape[2] * xp.shape[3] * 4)))
+    nblk = (H + rb - 1) // rb
+    for t in prange(N * nblk):
+        n = t // nblk
+        h0 = (t % nblk) * rb
+        h1 = min(H, h0 + rb)
+        if W <= 8:
+            src = xp[n, h0 + pt]
+            for c in range(C):
+                dst = out[n, c, h0]
+                for w in range(W):
+                    dst[w] = src[w + pl, c]
+            continue
         for c in range(C):
-            dst = out[n, c, h]
-            for w in range(W):
-                dst[w] = src[w + pl, c]
+            for h in range(h0, h1):
+                src = xp[n, h + pt, pl:pl + W, c]
+                dst = out[n, c, h]
+                for w in range(W):
+                    dst[w] = src[w]
     return out
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import cnntool.conv as cc
 from cnntool.conv import _kernels, _nhwc
@@ -691,3 +693,48 @@ def test_grad_weight_work_items_share_the_panel_on_avx2(monkeypatch):
     assert CL.gw_items(32, 128, 16) == (1, 8)     # 4 groups already fill 2 threads; 128 positions: one range
     assert CL.gw_items(2, 8192, 64) == (2, 1)     # AVX-512 tiles: one block per item
     assert CL.gw_items(1, 100, 64) == (1, 1)      # under GW_MIN_RANGE positions: never split
+
+
+@st.composite
+def channels_last_configs(draw):
+    """Dense float32 geometries of the channels-last path: any kernel, stride, dilation and padding (lattice steps
+    among them), channel counts that fill or leave part of a tile, small maps."""
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    return dict(x=(draw(st.integers(1, 3)), draw(st.integers(16, 40)), h, w),
+                w=(draw(st.integers(16, 40)), kh, kw), stride=(sh, sw), dilation=(dh, dw), padding=(ph, pw),
+                host=draw(st.sampled_from(HOSTS)), nhwc=draw(st.booleans()))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=channels_last_configs())
+def test_channels_last_path_matches_torch_on_random_geometries(cfg):
+    n, c, h, w_ = cfg["x"]
+    co, kh, kw = cfg["w"]
+    kw_args = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
+    before = CL.AVX512, CL.AVX2
+    CL.AVX512, CL.AVX2 = cfg["host"] == "avx512", cfg["host"] == "avx2"
+    try:
+        g = torch.Generator().manual_seed(n * c * h * w_)
+        x = torch.randn(n, c, h, w_, generator=g, dtype=torch.float64)
+        wt = torch.randn(co, c, kh, kw, generator=g, dtype=torch.float64) / (c * kh * kw) ** 0.5
+        geo = make_geometry(x, wt, None, kw_args["stride"], kw_args["padding"], kw_args["dilation"], 1)
+        assume(CL.use_channels_last(geo, np.float32))  # not an unpadded 1x1 on an input map over 8x8
+        xr, wr = x.clone().requires_grad_(True), wt.clone().requires_grad_(True)
+        r = F.conv2d(xr, wr, **kw_args)
+        gy = torch.randn(r.shape, generator=g, dtype=torch.float64)
+        want = torch.autograd.grad(r, (xr, wr), gy)
+        xf = x.float().contiguous(memory_format=torch.channels_last) if cfg["nhwc"] else x.float()
+        xf.requires_grad_(True)
+        wf = wt.float().requires_grad_(True)
+        y = cc.conv2d(xf, wf, **kw_args)
+        torch.testing.assert_close(y.double(), r, rtol=0, atol=2e-5 * (1 + r.abs().max().item()))
+        got = torch.autograd.grad(y, (xf, wf), gy.float())
+        for name, a, e in zip(("input", "weight"), got, want):
+            torch.testing.assert_close(a.double(), e, rtol=0, atol=2e-4 * (1 + e.abs().max().item()), msg=name)
+    finally:
+        CL.AVX512, CL.AVX2 = before

@@ -1044,7 +1044,8 @@ def generate() -> str:
     for cob, kb in GW_TILES:
         parts.append("\n" + _gw_tiled(cob, kb))
     widths = tuple(16 * nv for nv, _ in CL_GW_PANEL)
-    parts.append(f"\n#: Tile widths of the ``cl_gw_*`` kernels that read a packed input panel.\nCL_GW_PANEL_WIDTHS = {widths}\n")
+    parts.append("\n#: Tile widths of the ``cl_gw_*`` kernels that read a packed input panel.\n"
+                 f"CL_GW_PANEL_WIDTHS = {widths}\n")
     for nv, count in CL_TILES:
         parts.append("\n" + _cl_fwd(nv, count))
         parts.append("\n" + _cl_fwd_packing(nv, count))

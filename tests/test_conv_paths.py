@@ -500,6 +500,10 @@ def test_channels_last_choice(monkeypatch):
     assert not CL.use_channels_last(geo((4, 128, 64, 64), (128, 128, 3, 3), padding=0, stride=2), np.float32)
     assert CL.lattice_steps(geo((4, 128, 64, 64), (128, 128, 3, 3), padding=0, stride=2)) == (1, 1)
     assert CL.lattice_steps(geo((4, 128, 64, 64), (128, 128, 1, 3), padding=0, stride=(3, 2), dilation=2)) == (3, 2)
+    # a lattice in one direction only (3x3, stride (1, 2), dilation 2) keeps the small-map limit
+    assert CL.lattice_steps(geo((4, 128, 64, 64), (128, 128, 3, 3), padding=0, stride=(1, 2), dilation=2)) == (1, 2)
+    assert not CL.use_channels_last(geo((4, 128, 64, 64), (128, 128, 3, 3), padding=0, stride=(1, 2), dilation=2),
+                                    np.float32)
     cl_host(monkeypatch, "avx2")
     assert CL.use_channels_last(geo((2, 64, 16, 16), (64, 64, 3, 3)), np.float32)
     # a strided unpadded 1x1 counts its input map there (the NHWC copy): 16x16 -> 8x8 not, 8x8 -> 4x4 yes

@@ -48,9 +48,10 @@ MAX_POSITIONS = 256
 #: is faster here, but its backward is not (ResNet-18's 1x1 s2 layers at batch 32, forward + backward against the
 #: wide rows: 32x32 input 1.53x, 16x16 1.09x, 8x8 0.83x).
 POINTWISE_MAX_POSITIONS = 64
-#: ...and a kernel whose taps all read a sub-lattice of the input (stride 2 with dilation 2: every other row and
-#: column) much larger maps: the NHWC copy takes only that lattice, while the wide rows compute the spare columns
-#: and rows of its folded phase plane (``bench_conv`` case b, 4x128x64x64 s2 d2, 30x30 output: 12% spare).
+#: ...and a kernel whose taps all read a sub-lattice of the input's rows and columns (stride 2 with dilation 2:
+#: every other row and column) much larger maps: the NHWC copy takes only that lattice, while the wide rows
+#: compute the spare columns and rows of its folded phase plane (``bench_conv`` case b, 4x128x64x64 s2 d2, 30x30
+#: output: 12% spare).
 #: Measured on 2 cores (AVX2), 4x128xHxH * 128x128x3x3 s2 d2: H 64, 96, 128 (30x30 ... 62x62 output) forward
 #: 0.87-0.90x the wide rows' time, forward + backward 0.95-0.98x.
 LATTICE_MAX_POSITIONS = 4096
@@ -95,7 +96,7 @@ def use_channels_last(g, dtype) -> bool:
     unpadded_1x1 = g.KH == g.KW == 1 and not any(g.pad)
     if unpadded_1x1 and (g.stride == (1, 1) or not AVX512):
         positions, limit = g.H * g.W, POINTWISE_MAX_POSITIONS  # the input map: what the NHWC copy costs
-    elif g.KH * g.KW > 1 and lattice_steps(g) != (1, 1):
+    elif g.KH * g.KW > 1 and min(lattice_steps(g)) > 1:
         positions, limit = g.OH * g.OW, LATTICE_MAX_POSITIONS
     else:
         positions, limit = g.OH * g.OW, MAX_POSITIONS

@@ -323,8 +323,12 @@ def test_register_tile_by_host_dtype_and_channels(monkeypatch):
     assert [K.register_tile(np.float32, c) for c in (4, 16, 24, 32, 64, 128)] == \
         [(4, 1), (4, 1), (6, 1), (4, 1), (6, 1), (6, 1)]
     assert K.register_tile(np.float32, 3) is None and K.register_tile(np.float64, 64) is None
+    # 6x1 blocks for all but the last 4 or 8 channels where that computes fewer: 128 = 120 + 8, 64 = 60 + 4
+    assert [K.channel_split(np.float32, c, 1) for c in (10, 16, 24, 40, 64, 128, 130)] == [6, 0, 0, 36, 60, 120, 126]
+    assert K.channel_split(np.float32, 64, 2) == 0 and K.channel_split(np.float64, 64, 1) == 0
     monkeypatch.setattr(K, "AVX2", False)
     assert K.register_tile(np.float32, 64) is None
+    assert K.channel_split(np.float32, 64, 1) == 0
 
 
 @pytest.mark.parametrize("kw, xshape, wshape", [
@@ -332,15 +336,21 @@ def test_register_tile_by_host_dtype_and_channels(monkeypatch):
     (dict(padding=1, stride=2), (3, 17, 11, 7), (24, 17, 3, 3)),  # grad-input per phase through the tile too
     (dict(), (2, 40, 5, 3), (15, 40, 1, 1)),                      # 15 channels: one padded block
     (dict(padding=2, dilation=2, groups=2), (2, 16, 12, 12), (32, 8, 3, 3)),
+    (dict(padding=1), (2, 40, 9, 8), (64, 40, 3, 3)),             # AVX2: 60 channels on 6x1, 4 on 4x1 (and 36 + 4)
+    (dict(stride=2), (2, 10, 13, 12), (130, 10, 2, 2)),           # 126 + 4; grad-input's 10 = 6 + 4
 ])
 @pytest.mark.parametrize("host", ["avx512", "avx2"])
 def test_register_tiled_forward_and_gradients_match_torch(kw, xshape, wshape, host, monkeypatch):
-    # either host's tiles on any host (LLVM splits the vectors where needed); AVX2 tiles the grad-weight too
+    # either host's tiles on any host (LLVM splits the vectors where needed); AVX2 tiles the grad-weight too;
+    # the wide rows, not the channels-last GEMM these small maps would take
     monkeypatch.setattr(K, "AVX512", host == "avx512")
     monkeypatch.setattr(K, "AVX2", host == "avx2")
+    cl_host(monkeypatch, "none")
     cout_per_group = wshape[0] // kw.get("groups", 1)
     assert K.register_tile(np.float32, cout_per_group) is not None
     assert (K.grad_weight_tile(np.float32, cout_per_group) is not None) == (host == "avx2")
+    if host == "avx2" and wshape[0] in (64, 130):
+        assert K.channel_split(np.float32, cout_per_group, 1) > 0  # two launches: 6x1 blocks, then 4x1
     _check(xshape, wshape, torch.float32, **kw)
 
 

@@ -705,6 +705,11 @@ def test_grad_weight_work_items_share_the_panel_on_avx2(monkeypatch):
     assert _kernels.CL_GW_PANEL_WIDTHS == (16,)
     assert CL.gw_items(8, 8192, 16) == (4, 8)     # one group of all 8 blocks: the items are position ranges
     assert CL.gw_items(32, 128, 16) == (1, 8)     # 4 groups already fill 2 threads; 128 positions: one range
+    assert CL.gw_items(36, 128, 16) == (1, 6)     # 6 groups of 6, not 4 of 8 and one of 4 on 2 threads
+    assert CL.gw_items(24, 512, 16) == (2, 8)     # 3 groups x 2 ranges: already even
+    assert CL.gw_items(7, 128, 16) == (1, 4)      # 4 + 3 blocks: both threads busy
+    assert CL.gw_items(9, 128, 16) == (1, 5)      # 5 + 4, not 8 + 1
+    assert CL.gw_items(1, 128, 16) == (1, 1)
     assert CL.gw_items(2, 8192, 64) == (2, 1)     # AVX-512 tiles: one block per item
     assert CL.gw_items(1, 100, 64) == (1, 1)      # under GW_MIN_RANGE positions: never split
 

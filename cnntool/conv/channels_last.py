@@ -353,10 +353,18 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g, out: np.ndarray, keep: ClInput 
 
 
 def gw_items(blocks: int, positions: int, width: int) -> tuple[int, int]:
-    """How grad-weight splits its work: (ranges of positions, blocks of output channels per work item)."""
-    share = min(blocks, GW_SHARE) if width in K.CL_GW_PANEL_WIDTHS else 1
+    """How grad-weight splits its work: (ranges of positions, blocks of output channels per work item). With one
+    range (too few positions to split), the panel kernels' blocks are dealt into a multiple of the threads' number
+    of even groups where there are enough blocks (MobileNet's 96 -> 576 1x1 layer on 4x4 maps: 36 blocks as 6 x 6
+    rather than 4 x 8 + 4, forward + grad-weight 0.94x the time; 9 blocks as 5 + 4, not 8 + 1)."""
+    panel = width in K.CL_GW_PANEL_WIDTHS
+    share = min(blocks, GW_SHARE) if panel else 1
     groups = -(-blocks // share)
-    return max(1, min(positions // GW_MIN_RANGE, -(-GW_ITEMS_PER_THREAD * _threads() // groups))), share
+    threads = _threads()
+    ranges = max(1, min(positions // GW_MIN_RANGE, -(-GW_ITEMS_PER_THREAD * threads // groups)))
+    if panel and ranges == 1:
+        share = -(-blocks // min(blocks, -(-groups // threads) * threads))
+    return ranges, share
 
 
 def grad_weight(gy: np.ndarray, saved: ClInput, g, gy_nhwc: bool = False) -> np.ndarray:

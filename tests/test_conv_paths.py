@@ -757,3 +757,39 @@ def test_channels_last_path_matches_torch_on_random_geometries(cfg):
             torch.testing.assert_close(a.double(), e, rtol=0, atol=2e-4 * (1 + e.abs().max().item()), msg=name)
     finally:
         CL.AVX512, CL.AVX2 = before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw, xshape, wshape, bias", [
+    (dict(), (32, 144, 1, 1), (6, 144, 1, 1), True),     # a squeeze-and-excitation squeeze
+    (dict(), (32, 6, 1, 1), (144, 6, 1, 1), True),       # ... and its expand
+    (dict(stride=2), (1, 40, 1, 1), (33, 40, 1, 1), False),  # batch 1, stride on a 1x1 map, no bias
+    (dict(), (5, 1, 1, 1), (1, 1, 1, 1), True),          # one channel (also the depthwise geometry)
+    (dict(), (3, 2100, 1, 1), (17, 2100, 1, 1), True),   # a long reduction
+])
+def test_dense_path_matches_torch(kw, xshape, wshape, bias, dtype):
+    geo = make_geometry(torch.empty(xshape), torch.empty(wshape), None, kw.get("stride", 1), 0, 1, 1)
+    assert K.use_dense(geo) and not K.channels_last_io(geo, np.float32)
+    _check(xshape, wshape, dtype, bias=bias, **kw)
+
+
+def test_dense_path_reads_a_channels_last_input_and_keeps_its_layout():
+    x = torch.randn(4, 24, 1, 1).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    w = torch.randn(16, 24, 1, 1, requires_grad=True)
+    y = cc.conv2d(x, w)
+    torch.testing.assert_close(y, F.conv2d(x, w), rtol=1e-5, atol=1e-5)
+    gx, gw = torch.autograd.grad(y, (x, w), torch.ones_like(y))
+    want = torch.autograd.grad(F.conv2d(x, w), (x, w), torch.ones_like(y))
+    torch.testing.assert_close(gx, want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, want[1], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_path_choice():
+    def geo(xshape, wshape, **kw):
+        return make_geometry(torch.empty(xshape), torch.empty(wshape), None, kw.get("stride", 1),
+                             kw.get("padding", 0), 1, kw.get("groups", 1))
+    assert K.use_dense(geo((2, 8, 1, 1), (4, 8, 1, 1), stride=3))
+    assert not K.use_dense(geo((2, 8, 1, 1), (4, 8, 1, 1), padding=1))   # padded: a 3x3 output
+    assert not K.use_dense(geo((2, 8, 2, 1), (4, 8, 1, 1)))              # not a 1x1 map
+    assert not K.use_dense(geo((2, 8, 1, 1), (4, 4, 1, 1), groups=2))    # grouped
+    assert not K.use_dense(geo((2, 8, 3, 3), (4, 8, 3, 3)))              # a 3x3 kernel covering a 3x3 map

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnntool.conv import _dense
 from cnntool.conv import _kernels as K
 from cnntool.conv import _nhwc
 from cnntool.conv import channels_last as CL
@@ -531,11 +532,17 @@ def nhwc_depthwise_grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = Fal
     return part.sum(axis=0, dtype=np.float64).transpose(2, 0, 1).reshape(g.C, 1, g.KH, g.KW)
 
 
+def use_dense(g: Geometry) -> bool:
+    """A 1x1 kernel on a 1x1 map, unpadded, no groups: a matrix product (``_dense``). Its NCHW and NHWC arrays are
+    the same memory, so it is on neither layout's list."""
+    return g.KH == g.KW == 1 and g.H == g.W == 1 and not any(g.pad) and g.groups == 1
+
+
 def channels_last_io(g: Geometry, dtype) -> bool:
     """Whether this geometry's path computes in channels-last layout, so that it takes and gives NHWC arrays
     (torch channels_last tensors) without transposing them (``x_nhwc``/``out_nhwc`` of forward, grad_input and
     grad_weight); every other path takes NCHW."""
-    return use_nhwc_depthwise(g) or CL.use_channels_last(g, dtype)
+    return not use_dense(g) and (use_nhwc_depthwise(g) or CL.use_channels_last(g, dtype))
 
 
 def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
@@ -545,6 +552,10 @@ def forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry,
     assert not (x_nhwc or out_nhwc) or channels_last_io(g, x.dtype), "NHWC arrays on an NCHW path"
     if out is None:
         out = np.empty((g.N, g.Cout, g.OH, g.OW), dtype=x.dtype)
+    if use_dense(g):
+        bias = np.zeros(g.Cout, dtype=x.dtype) if b is None else b
+        _dense.dense_forward(x.reshape(g.N, g.C), w.reshape(g.Cout, g.C), bias, out.reshape(g.N, g.Cout))
+        return out, Saved(g, None, None, 0, 0, x=x)
     if use_nhwc_depthwise(g):
         return out, nhwc_depthwise_forward(x, w, b, g, out, x_nhwc, out_nhwc)
     if use_depthwise(g):
@@ -574,6 +585,11 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     forward's) lets a following ``grad_weight`` of the same ``gy`` reuse what this call derived from it.
     Layouts as in :func:`forward`."""
     assert not (gy_nhwc or out_nhwc) or channels_last_io(g, gy.dtype), "NHWC arrays on an NCHW path"
+    if use_dense(g):
+        if out is None:
+            out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
+        _dense.dense_grad_input(gy.reshape(g.N, g.Cout), w.reshape(g.Cout, g.C), out.reshape(g.N, g.C))
+        return out
     if use_nhwc_depthwise(g):
         if out is None:
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
@@ -684,6 +700,10 @@ def grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarr
     """dL/dw (float64) for y = conv2d(x, w), reusing the phase-split input of the forward pass (``gy`` NCHW, or
     NHWC with ``gy_nhwc`` where :func:`channels_last_io` allows)."""
     g = saved.geo
+    if use_dense(g):
+        dw = np.empty((g.Cout, g.C), dtype=np.float64)
+        return _dense.dense_grad_weight(gy.reshape(g.N, g.Cout), saved.x.reshape(g.N, g.C), dw).reshape(
+            g.Cout, g.C, 1, 1)
     if saved.cl is not None:
         return CL.grad_weight(gy, saved.cl, g, gy_nhwc)
     if saved.xn is not None:

@@ -7,7 +7,6 @@ loop nest over contiguous rows. Hand-written (not generated): the inner loops ar
 that LLVM vectorises.
 """
 
-import numpy as np
 from numba import njit, prange
 
 from cnntool.conv._numba_setup import FASTMATH
@@ -31,35 +30,16 @@ def dense_forward(x, w, bias, out):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dense_grad_input(gy, w, out):
-    """out[n, c] = sum over co of gy[n, co] * w[co, c] (gy (N, Cout), out (N, C)): rows of w added into out's row."""
-    N, Cout = gy.shape
-    C = w.shape[1]
-    for n in prange(N):
-        o = out[n]
-        for c in range(C):
-            o[c] = 0
-        g = gy[n]
-        for co in range(Cout):
-            gv = g[co]
-            wr = w[co]
-            for c in range(C):
-                o[c] += gv * wr[c]
-    return out
-
-
-@njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)
-def dense_grad_weight(gy, x, out):
-    """out[co, c] = sum over n of gy[n, co] * x[n, c], accumulated in out's dtype (float64)."""
-    N, Cout = gy.shape
-    C = x.shape[1]
-    for co in prange(Cout):
-        o = out[co]
-        for c in range(C):
-            o[c] = 0
-        for n in range(N):
-            gv = np.float64(gy[n, co])
-            xr = x[n]
-            for c in range(C):
-                o[c] += gv * xr[c]
+def dense_matmul(a, b, out):
+    """out[i, j] = sum over k of a[i, k] * b[k, j], each row of out a sum of rows of b (summed in out's dtype; a
+    may be a transposed view). Grad-input is gy @ w, grad-weight gy.T @ x."""
+    for i in prange(a.shape[0]):
+        o = out[i]
+        for j in range(o.shape[0]):
+            o[j] = 0
+        for k in range(a.shape[1]):
+            v = a[i, k]
+            br = b[k]
+            for j in range(o.shape[0]):
+                o[j] += v * br[j]
     return out

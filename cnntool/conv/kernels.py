@@ -588,7 +588,7 @@ def grad_input(gy: np.ndarray, w: np.ndarray, g: Geometry, out: np.ndarray | Non
     if use_dense(g):
         if out is None:
             out = np.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
-        _dense.dense_grad_input(gy.reshape(g.N, g.Cout), w.reshape(g.Cout, g.C), out.reshape(g.N, g.C))
+        _dense.dense_matmul(gy.reshape(g.N, g.Cout), w.reshape(g.Cout, g.C), out.reshape(g.N, g.C))
         return out
     if use_nhwc_depthwise(g):
         if out is None:
@@ -702,8 +702,7 @@ def grad_weight(gy: np.ndarray, saved: Saved, gy_nhwc: bool = False) -> np.ndarr
     g = saved.geo
     if use_dense(g):
         dw = np.empty((g.Cout, g.C), dtype=np.float64)
-        return _dense.dense_grad_weight(gy.reshape(g.N, g.Cout), saved.x.reshape(g.N, g.C), dw).reshape(
-            g.Cout, g.C, 1, 1)
+        return _dense.dense_matmul(gy.reshape(g.N, g.Cout).T, saved.x.reshape(g.N, g.C), dw).reshape(g.Cout, g.C, 1, 1)
     if saved.cl is not None:
         return CL.grad_weight(gy, saved.cl, g, gy_nhwc)
     if saved.xn is not None:

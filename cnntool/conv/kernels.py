@@ -14,8 +14,9 @@ How a convolution becomes unit-stride reads (the trick every kernel relies on):
 
 Depthwise convolutions have their own paths (``use_depthwise*``, ``use_nhwc_depthwise``): the row kernels with the
 padding fused per plane on larger maps, and channels-last kernels (``_nhwc.py``) on maps of at most 8x8. Dense
-float32 convolutions with small outputs (at most 16x16) run as channels-last GEMMs on AVX-512 hosts
-(``channels_last.py``).
+float32 convolutions with small outputs (at most 16x16; larger where the taps read a sub-lattice of the input) run
+as channels-last GEMMs on AVX-512 and AVX2 hosts (``channels_last.py``); a 1x1 kernel on a 1x1 map is a matrix
+product (``_dense.py``).
 """
 
 from __future__ import annotations

@@ -97,6 +97,17 @@ def test_model_bench_library_on_a_tiny_model():
     assert doc["model"] == "simplecnn" and len(doc["layers"]) == len(r.layers)
 
 
+def test_model_bench_first_losses_agree_with_dropout(monkeypatch):
+    # each model's first step draws the same dropout masks, so the losses compare the convolutions alone
+    from cnntool.conv.modelbench import bench_model
+    from cnntool.models import registry
+
+    real = registry.create_model
+    monkeypatch.setattr(registry, "create_model", lambda name, *a, **kw: real(name, *a, dropout=0.5, **kw))
+    r = bench_model("simplecnn", img_size=12, batch=4, threads=1, reps=1, layers=False)
+    assert r.loss_numba == pytest.approx(r.loss_torch, rel=1e-4)
+
+
 def test_conv_shapes_groups_identical_layers():
     from torch import nn
 

@@ -61,6 +61,28 @@ def test_commands_are_built_when_used_and_all_listed():
     assert typo.exit_code == 2 and "predict" in typo.output
 
 
+def test_help_listing_reads_each_line_from_source_and_builds_no_command():
+    from cnntool.cli import main
+
+    for name in main.COMMANDS:  # the line read from the source is the built command's first paragraph
+        built = main.load_command(name)
+        assert main.summary(name) == " ".join(built.help.split("\n\n")[0].split()), name
+    code = ("import sys\nfrom cnntool.cli.main import app, COMMANDS\ntry:\n    app(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint('LOADED:' + ' '.join(m for m in sys.modules if m.startswith('cnntool.cli.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.rsplit("LOADED:", 1)[1].split())
+    assert not loaded & {f"cnntool.cli.{module}" for module, _ in main.COMMANDS.values()}, loaded
+    assert "conv-test" in out and "Check the Numba conv2d" in out
+
+
+def test_help_listing_falls_back_to_the_built_command(monkeypatch):
+    from cnntool.cli import main
+
+    monkeypatch.setattr(main, "summary", lambda name: None)  # e.g. a module shipped without its source
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0 and "Train a CNN" in result.output
+
+
 def test_help_is_rendered_without_pydantic():
     # typer 0.29 validates every parameter through pydantic (0.1 s more per call): pyproject keeps it out
     assert "pydantic" not in _modules_after(["--help"]) | _modules_after(["train", "--help"])

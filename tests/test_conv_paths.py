@@ -244,6 +244,32 @@ def test_folded_and_unfolded_forward_agree(monkeypatch):
     torch.testing.assert_close(cc.conv2d(x, w, padding=1), folded, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n, size, groups", [(3, (16, 16), 1), (2, (17, 19), 2), (4, (20, 13), 1)])
+def test_pointwise_reads_in_place_on_mid_size_maps(monkeypatch, n, size, groups):
+    # maps too small for a work item of their own (the batch would be folded) but big enough to read in place:
+    # no pass may copy the input or the output gradient, and all three gradients still match torch
+    g = make_geometry(torch.empty(n, 6 * groups, *size), torch.empty(10 * groups, 6, 1, 1), None, 1, 0, 1, groups)
+    assert K.fold_batch(g.N, g.OH, g.OW) and K.pointwise_inplace(g, np.float32)
+    assert not K.pointwise_inplace(g, np.float64) and not CL.use_channels_last(g, np.float32)
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("a pointwise pass copied its input or output gradient")
+
+    monkeypatch.setattr(K, "_gather_into", no_copy)
+    _check((n, 6 * groups, *size), (10 * groups, 6, 1, 1), torch.float32, groups=groups)
+
+
+def test_pointwise_in_place_rule():
+    def geo(size, k=1, stride=1, pad=0):
+        return make_geometry(torch.empty(2, 8, *size), torch.empty(8, 8, k, k), None, stride, pad, 1, 1)
+
+    assert K.pointwise_inplace(geo((16, 16)), np.float32)
+    assert not K.pointwise_inplace(geo((15, 16)), np.float32)  # 240 positions: the fold wins there
+    assert not K.pointwise_inplace(geo((32, 32), stride=2), np.float32)
+    assert not K.pointwise_inplace(geo((16, 16), pad=1), np.float32)
+    assert not K.pointwise_inplace(geo((16, 16), k=3, pad=1), np.float32)
+
+
 IM2COL = [
     dict(padding=1),
     dict(padding=1, stride=2),

@@ -1,5 +1,6 @@
 """Numba's on-disk cache of the conv kernels: a second fresh process loads every kernel its first convolution
-runs from the cache and compiles none (cnntool.conv.startup, behind scripts/bench_conv_cache.py)."""
+runs from the cache and compiles none (cnntool.conv.startup, behind scripts/bench_conv_cache.py); only a process
+that compiles says so, in one line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from cnntool.conv import channels_last as CL
+from cnntool.conv._numba_setup import COMPILE_NOTE
 from cnntool.conv import kernels as K
 from cnntool.conv.function import make_geometry
 from cnntool.conv.startup import FIRST_CALLS, fresh_process
@@ -22,6 +24,9 @@ def test_a_second_process_loads_the_kernels_from_the_cache(tmp_path):
     second = fresh_process(str(cache), calls=1)
     assert second["cache_misses"] == 0 and second["cache_hits"] == first["cache_misses"]
     assert second["cache_dir"].startswith(str(cache))
+    note = COMPILE_NOTE.split(":")[0]
+    assert first["stderr"].count(note) == 1 and str(cache) in first["stderr"]  # once, however many kernels compile
+    assert note not in second["stderr"]
 
 
 def test_first_calls_cover_every_kind_of_path():

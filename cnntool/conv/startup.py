@@ -73,7 +73,8 @@ def run_first_calls(calls=FIRST_CALLS) -> dict:
 
 def fresh_process(cache_dir: str | None = None, calls: int = len(FIRST_CALLS)) -> dict:
     """Run the first ``calls`` of :data:`FIRST_CALLS` in a new Python process (with ``NUMBA_CACHE_DIR=cache_dir``
-    when given); the result of :func:`run_first_calls` plus ``process_s``, the wall time of the whole process."""
+    when given); the result of :func:`run_first_calls` plus ``process_s``, the wall time of the whole process, and
+    ``stderr``, what it printed there."""
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = str(cache_dir)
@@ -83,4 +84,4 @@ def fresh_process(cache_dir: str | None = None, calls: int = len(FIRST_CALLS)) -
     if done.returncode:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the fresh process failed (exit {done.returncode}): {tail}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": took}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": took, "stderr": done.stderr}
